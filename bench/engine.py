@@ -1,0 +1,170 @@
+"""Engine throughput: batched per-stream state vs the naive way, side by side in one run.
+
+    .venv/bin/python bench/engine.py [--device cpu|cuda] [--streams 1000 10000 100000] [--out FILE]
+
+For each family and number of streams S, two input mixes of S events per batch:
+- uniform: every stream sends one event per batch;
+- skewed: half of the events come from 1% of the streams (hot streams send ~50 per batch),
+  the rest from streams drawn uniformly.
+The naive baseline is what one writes without the engine: a Python object per stream holding its
+state tensors, one model call per event (same model, same validation, same outputs). Also: state
+bytes per stream, and the Transformer's per-event cost at windows 32, 128 and 512 (it should
+grow at most linearly with the window). Writes JSON; ratios are from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import forecaster
+from forecaster.models import FAMILIES, ForecastModel, advance, init_state
+from forecaster.schemas import Forecast, Observation
+
+
+def make_batches(n_streams: int, n_batches: int, skewed: bool, seed: int = 0) -> list[list[dict]]:
+    """Batches of n_streams events with increasing ts per stream; values are random walks."""
+    rng = np.random.default_rng(seed)
+    names = [f"stream-{i}" for i in range(n_streams)]
+    level = np.full(n_streams, 100.0)
+    batches, ts = [], 1.7e9
+    for _ in range(n_batches):
+        if skewed:
+            hot = rng.integers(0, max(1, n_streams // 100), size=n_streams // 2)
+            cold = rng.integers(0, n_streams, size=n_streams - n_streams // 2)
+            ids = rng.permutation(np.concatenate([hot, cold]))
+        else:
+            ids = np.arange(n_streams)
+        batch = []
+        for i in ids.tolist():
+            level[i] *= 1.0 + 0.01 * rng.standard_normal()
+            ts += 1.0  # globally increasing, so increasing per stream
+            batch.append({"stream": names[i], "ts": ts, "value": float(level[i])})
+        batches.append(batch)
+    return batches
+
+
+def timed(fn, batches: list[list[dict]], seconds: float) -> dict:
+    """Run fn over batches (the first is warm-up) until ``seconds`` pass; events/s of the rest."""
+    fn(batches[0])
+    n_events, start = 0, time.perf_counter()
+    for b in batches[1:]:
+        fn(b)
+        n_events += len(b)
+        if time.perf_counter() - start > seconds:
+            break
+    elapsed = time.perf_counter() - start
+    return {"events": n_events, "seconds": round(elapsed, 4), "events_per_s": round(n_events / elapsed, 1)}
+
+
+class NaiveStream:
+    """The per-stream Python object of the naive baseline."""
+
+    def __init__(self, model: ForecastModel, device: torch.device) -> None:
+        self.state = init_state(model.state_spec(), 1, device)
+        self.last_ts = float("-inf")
+
+
+class NaiveWorker:
+    """One model call per event; what one writes without a state engine."""
+
+    def __init__(self, model: ForecastModel, device: torch.device) -> None:
+        self.model, self.device, self.streams = model.to(device).eval(), device, {}
+        self.spec = model.state_spec()
+        self.keys = [str(q) for q in model.config.quantiles]
+
+    @torch.inference_mode()
+    def update(self, events: list[dict]) -> list[Forecast]:
+        out = []
+        for e in events:
+            ob = Observation.model_validate(e)
+            s = self.streams.get(ob.stream) or self.streams.setdefault(ob.stream, NaiveStream(self.model, self.device))
+            if ob.ts <= s.last_ts:
+                raise ValueError("out of order")
+            y, update = self.model.step(torch.tensor([ob.value], dtype=torch.float64, device=self.device), s.state)
+            s.state, s.last_ts = advance(self.spec, s.state, update), ob.ts
+            rows = y[0].tolist()
+            out.append(Forecast.model_construct(stream=ob.stream, ts=ob.ts, model="naive", model_version="", horizon=len(rows[0]),
+                                                point=rows[0], quantiles=dict(zip(self.keys, rows[1:], strict=True)),
+                                                source=None, produced_at=time.time()))
+        return out
+
+
+def bench_family(family: str, streams: list[int], device: str, seconds: float, naive_events: int) -> dict:
+    res: dict = {}
+    for n in streams:
+        fc = forecaster.build(family, seed=0, device=device, capacity=n)
+        row = {"bytes_per_stream": fc.bytes_per_stream}
+        for mix in ("uniform", "skewed"):
+            batches = make_batches(n, n_batches=2 + max(2, int(2e5 // n)), skewed=mix == "skewed")
+            fc = forecaster.build(family, seed=0, device=device, capacity=n)
+            engine = timed(fc.update, batches, seconds)
+            # Naive: same events, cut into batches of naive_events (its rate hardly depends on S).
+            naive = NaiveWorker(fc.model, fc.device)
+            flat = [e for b in batches for e in b][: 2 * naive_events]
+            naive_res = timed(naive.update, [flat[:naive_events], flat[naive_events:]], seconds)
+            row[mix] = {"engine": engine, "naive": naive_res,
+                        "speedup": round(engine["events_per_s"] / naive_res["events_per_s"], 1)}
+            print(f"{family:12s} S={n:<7d} {mix:8s} engine {engine['events_per_s']:>11,.0f} ev/s   "
+                  f"naive {naive_res['events_per_s']:>8,.0f} ev/s   x{row[mix]['speedup']}", file=sys.stderr)
+        res[str(n)] = row
+    return res
+
+
+def bench_windows(windows: list[int], n_streams: int, device: str, seconds: float) -> dict:
+    """Transformer cost per event vs window: the full update, and the engine step alone."""
+    res = {}
+    for w in windows:
+        fc = forecaster.build("transformer", seed=0, device=device, window=w, capacity=n_streams)
+        batches = make_batches(n_streams, n_batches=2 + w // 8 + 4, skewed=False)
+        for b in batches[: w // 8 + 1]:  # fill part of the window first, untimed
+            fc.update(b)
+        upd = timed(fc.update, batches[w // 8 + 1:], seconds)
+        res[str(w)] = {"update": upd, "us_per_event": round(1e6 / upd["events_per_s"], 2),
+                       "bytes_per_stream": fc.bytes_per_stream}
+        print(f"transformer window {w:4d}: {res[str(w)]['us_per_event']} us/event, "
+              f"{fc.bytes_per_stream} B/stream", file=sys.stderr)
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    p.add_argument("--streams", nargs="+", type=int, default=[1000, 10_000, 100_000])
+    p.add_argument("--windows", nargs="+", type=int, default=[32, 128, 512])
+    p.add_argument("--window-streams", type=int, default=10_000)
+    p.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
+    p.add_argument("--naive-events", type=int, default=1000)
+    p.add_argument("--out", default="bench/results/engine.json")
+    a = p.parse_args()
+
+    torch.manual_seed(0)
+    results = {
+        "bench": "engine",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "device": a.device,
+                    "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") else None},
+        "families": {f: bench_family(f, a.streams, a.device, a.seconds, a.naive_events) for f in a.families},
+        "transformer_windows": bench_windows(a.windows, a.window_streams, a.device, a.seconds),
+    }
+    fam = results["families"]
+    if "lstm" in fam and "transformer" in fam and "10000" in fam["lstm"]:
+        lstm, tr = fam["lstm"]["10000"]["uniform"], fam["transformer"]["10000"]["uniform"]
+        results["lstm_over_transformer_at_10k"] = round(
+            lstm["engine"]["events_per_s"] / tr["engine"]["events_per_s"], 2)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {a.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The public Python API: ``build``, ``load`` and the ``Forecaster`` they return.
+
+    fc = forecaster.load("lstm")
+    out = fc.update([{"stream": "AAPL", "ts": 1704205800.0, "value": 185.64}])
+    blob = fc.snapshot(); fc2 = forecaster.load("lstm"); fc2.restore(blob)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forecaster.checkpoint import load_checkpoint, model_version, save_checkpoint
+from forecaster.device import resolve_device
+from forecaster.engine import Engine
+from forecaster.models import Family, ForecastModel, ModelConfig
+from forecaster.schemas import Forecast, Observation
+from forecaster.state import decode_snapshot, encode_snapshot
+from forecaster.validation import validate_batch
+
+
+class Forecaster:
+    """Forecasts for many streams at once; each stream's state stays on ``device``.
+
+    Engine options: ``capacity`` (initial slots; grows by doubling), ``max_streams`` (cap, least
+    recently used evicted first), ``idle_timeout`` (seconds of ``clock`` time after which an
+    unseen stream is evicted). An evicted stream that returns starts from fresh state.
+    """
+
+    def __init__(
+        self,
+        model: ForecastModel,
+        device: str | torch.device = "auto",
+        *,
+        capacity: int = 1024,
+        max_streams: int | None = None,
+        idle_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.version = model_version(model)
+        self._engine = Engine(model, resolve_device(device), capacity, max_streams, idle_timeout, clock)
+        self._quantile_keys = [str(q) for q in model.config.quantiles]
+
+    @property
+    def config(self) -> ModelConfig:
+        return self._engine.model.config
+
+    @property
+    def name(self) -> str:
+        """The model family, as the ``model`` field of forecasts."""
+        return self.config.family
+
+    @property
+    def device(self) -> torch.device:
+        return self._engine.device
+
+    @property
+    def model(self) -> ForecastModel:
+        return self._engine.model
+
+    @property
+    def streams(self) -> list[str]:
+        """Resident streams, least recently used first."""
+        return self._engine.table.streams
+
+    @property
+    def evictions(self) -> int:
+        """Streams evicted so far (idle or over the cap)."""
+        return self._engine.evictions
+
+    @property
+    def bytes_per_stream(self) -> int:
+        return self._engine.pool.bytes_per_stream
+
+    def update(self, events: Sequence[Mapping[str, Any] | Observation]) -> list[Forecast]:
+        """Advance the streams of ``events`` and return one forecast per event, in input order.
+
+        The whole batch is validated first: an invalid event raises ``ValueError``
+        (``InvalidEventError``, with ``index`` and ``reason``) and no state changes.
+        """
+        batch = validate_batch(events, self._engine.table.last_ts)
+        if not batch:
+            return []
+        streams = [ob.stream for ob in batch]
+        y = self._engine.advance(streams, [ob.value for ob in batch])  # (N, 1 + Q, H)
+        last_ts = self._engine.table.last_ts
+        for ob in batch:
+            last_ts[ob.stream] = ob.ts
+        now, keys, H = time.time(), self._quantile_keys, self.config.horizon
+        return [
+            Forecast.model_construct(
+                stream=ob.stream, ts=ob.ts, model=self.name, model_version=self.version, horizon=H,
+                point=rows[0], quantiles=dict(zip(keys, rows[1:], strict=True)), source=None, produced_at=now,
+            )
+            for ob, rows in zip(batch, y.tolist(), strict=True)
+        ]
+
+    def snapshot(self) -> bytes:
+        """All per-stream state as bytes (no pickle); ``restore`` on the same model continues exactly."""
+        engine = self._engine
+        streams = engine.table.streams
+        slots = torch.tensor([engine.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
+        rows = engine.pool.rows(slots)
+        return encode_snapshot(self._identity(), streams, [engine.table.last_ts[s] for s in streams], rows)
+
+    def restore(self, blob: bytes) -> None:
+        """Replace all per-stream state with a snapshot's; ``ValueError`` if it is corrupt or foreign."""
+        spec = {k: (e.shape, e.dtype) for k, e in self._engine.pool.spec.items()}
+        streams, last_ts, rows = decode_snapshot(blob, self._identity(), spec)
+        self._engine.load(streams, last_ts, rows)
+
+    def save(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write the model as a checkpoint directory that ``load`` reads."""
+        return save_checkpoint(self.model, directory, metadata)
+
+    def _identity(self) -> dict[str, Any]:
+        c = self.config.model_dump(mode="json")
+        return {"family": c.pop("family"), "horizon": c.pop("horizon"), **c, "version": self.version}
+
+
+def build(family: Family, seed: int = 0, device: str | torch.device = "auto", **options: Any) -> Forecaster:
+    """An untrained model of ``family`` (weights from ``seed``). ``options``: ``ModelConfig`` fields
+    (``d_model``, ``horizon``, …) and the engine options of ``Forecaster``."""
+    config_keys = set(ModelConfig.model_fields) - {"family"}
+    config = {k: options.pop(k) for k in list(options) if k in config_keys}
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = ForecastModel(ModelConfig(family=family, **config))
+    finally:
+        torch.random.set_rng_state(generator_state)  # build() must not disturb the caller's RNG
+    return Forecaster(model, device, **options)
+
+
+def load(name_or_path: str | Path, device: str | torch.device = "auto", **options: Any) -> Forecaster:
+    """A trained model: a checkpoint directory, or a bundled family name ("rnn", "lstm", "gru", "transformer")."""
+    model, _ = load_checkpoint(name_or_path)
+    return Forecaster(model, device, **options)

@@ -1,0 +1,119 @@
+"""The batched step: stream ids -> slots -> one model step per round -> forecasts.
+
+A batch may hold several events of one stream; they must apply in order, so the batch is cut
+into rounds: round r holds every stream's r-th event of the batch, and each round is one
+gather -> ``model.step`` -> scatter over the pool. With one event per stream (the common case)
+a batch is exactly one step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from forecaster.engine.pool import StatePool
+from forecaster.engine.slots import SlotTable
+from forecaster.models import ForecastModel
+from forecaster.models.base import COUNTER
+
+
+def plan_rounds(streams: Sequence[str]) -> list[list[int]]:
+    """Event indices per round: round r holds each stream's r-th event, in input order."""
+    rounds: list[list[int]] = []
+    occurrence: dict[str, int] = {}
+    for i, s in enumerate(streams):
+        r = occurrence.get(s, 0)
+        occurrence[s] = r + 1
+        if r == len(rounds):
+            rounds.append([])
+        rounds[r].append(i)
+    return rounds
+
+
+class Engine:
+    """Per-stream state of many streams on one device, advanced in batched steps.
+
+    ``max_streams`` caps resident streams (least recently used evicted first); streams unseen
+    for ``idle_timeout`` seconds of ``clock`` time are evicted too. An evicted stream that comes
+    back starts from fresh state.
+    """
+
+    def __init__(
+        self,
+        model: ForecastModel,
+        device: torch.device,
+        capacity: int = 1024,
+        max_streams: int | None = None,
+        idle_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if max_streams is not None and max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, got {max_streams}")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive seconds, got {idle_timeout}")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.max_streams, self.idle_timeout, self.clock = max_streams, idle_timeout, clock
+        self.pool = StatePool(model.state_spec(), capacity, device)
+        self.table = SlotTable()
+        self.evictions = 0
+
+    @torch.inference_mode()
+    def advance(self, streams: Sequence[str], values: Sequence[float]) -> Tensor:
+        """Apply validated events in order; returns forecasts (N, 1 + Q, H) float64 on the CPU."""
+        self._make_room(streams)
+        slots = torch.tensor([self.table.slot(s) for s in streams], dtype=torch.int64)
+        x = torch.tensor(values, dtype=torch.float64)
+        rounds = plan_rounds(streams)
+        if len(rounds) == 1:
+            return self._step(slots.to(self.device), x.to(self.device)).cpu()  # sync point
+        out = torch.empty((len(streams), *self._out_shape), dtype=torch.float64, device=self.device)
+        for events in rounds:
+            idx = torch.tensor(events, dtype=torch.int64)
+            out[idx.to(self.device)] = self._step(slots[idx].to(self.device), x[idx].to(self.device))
+        return out.cpu()  # sync point
+
+    @property
+    def _out_shape(self) -> tuple[int, int]:
+        c = self.model.config
+        return 1 + len(c.quantiles), c.horizon
+
+    def _step(self, slots: Tensor, x: Tensor) -> Tensor:
+        state = self.pool.gather(slots)
+        forecasts, update = self.model.step(x, state)
+        self.pool.scatter(slots, state[COUNTER], update)
+        return forecasts
+
+    def _make_room(self, streams: Sequence[str]) -> None:
+        """Evict as configured, then give every new stream of the batch a fresh slot."""
+        batch = dict.fromkeys(streams)
+        if self.max_streams is not None and len(batch) > self.max_streams:
+            raise ValueError(f"a batch of {len(batch)} distinct streams exceeds max_streams={self.max_streams}")
+        now = self.clock()
+        table = self.table
+        if self.idle_timeout is not None:
+            self.evictions += table.evict_idle(now, self.idle_timeout)
+        new = [s for s in batch if s not in table]
+        table.touch((s for s in batch if s in table), now)  # batch streams go last in LRU order
+        if self.max_streams is not None:
+            self.evictions += table.evict_lru(len(table) + len(new) - self.max_streams)
+        if new:
+            fresh = torch.tensor([table.assign(s, now) for s in new], dtype=torch.int64)
+            self.pool.grow(table.high_water)
+            self.pool.reset(fresh.to(self.device))
+
+    def load(self, streams: list[str], last_ts: list[float], rows: dict[str, Tensor]) -> None:
+        """Replace every stream with the given ones (LRU order), their state rows and last times."""
+        now = self.clock()
+        table = SlotTable()
+        for s, ts in zip(streams, last_ts, strict=True):
+            table.assign(s, now)
+            table.last_ts[s] = ts
+        self.pool.grow(max(1, len(streams)))
+        self.pool.load_rows(torch.arange(len(streams), device=self.device), rows)
+        self.table = table

@@ -1,0 +1,66 @@
+"""Device-resident per-stream state: one preallocated tensor per state entry, a row per slot."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from forecaster.models.base import COUNTER, COUNTER_ENTRY, State, StateEntry
+
+
+class StatePool:
+    """Rows of every state tensor, on one device; grows by doubling, never shrinks."""
+
+    def __init__(self, spec: dict[str, StateEntry], capacity: int, device: torch.device) -> None:
+        self.spec = {COUNTER: COUNTER_ENTRY, **spec}
+        self.device = device
+        self.tensors: State = {
+            k: torch.zeros((capacity, *e.shape), dtype=e.dtype, device=device) for k, e in self.spec.items()
+        }
+
+    @property
+    def capacity(self) -> int:
+        return self.tensors[COUNTER].shape[0]
+
+    @property
+    def bytes_per_stream(self) -> int:
+        return sum(t[0].numel() * t.element_size() for t in self.tensors.values())
+
+    def grow(self, capacity: int) -> None:
+        """Reallocate to at least ``capacity`` rows (doubling), keeping every existing row."""
+        new_cap = self.capacity
+        while new_cap < capacity:
+            new_cap *= 2
+        if new_cap == self.capacity:
+            return
+        for k, t in self.tensors.items():
+            bigger = t.new_zeros((new_cap, *t.shape[1:]))
+            bigger[: t.shape[0]] = t
+            self.tensors[k] = bigger
+
+    def reset(self, slots: Tensor) -> None:
+        """Fresh (zero) state for newly assigned slots."""
+        for t in self.tensors.values():
+            t.index_fill_(0, slots, 0)
+
+    def gather(self, slots: Tensor) -> State:
+        return {k: t.index_select(0, slots) for k, t in self.tensors.items()}
+
+    def scatter(self, slots: Tensor, t_before: Tensor, update: State) -> None:
+        """Write one step's update in place: plain entries whole, ring entries one row at t % W."""
+        for k, e in self.spec.items():
+            if k == COUNTER:
+                self.tensors[k].index_copy_(0, slots, t_before + 1)
+            elif e.ring_axis is not None:
+                ring = self.tensors[k].movedim(e.ring_axis + 1, 1)  # a view: writes land in the pool
+                ring.index_put_((slots, t_before % e.shape[e.ring_axis]), update[k])
+            else:
+                self.tensors[k].index_copy_(0, slots, update[k])
+
+    def rows(self, slots: Tensor) -> dict[str, Tensor]:
+        """Copies of the given rows on the CPU (for snapshots)."""
+        return {k: t.index_select(0, slots).cpu() for k, t in self.tensors.items()}
+
+    def load_rows(self, slots: Tensor, rows: dict[str, Tensor]) -> None:
+        for k, t in self.tensors.items():
+            t.index_copy_(0, slots, rows[k].to(self.device, t.dtype))

@@ -1,0 +1,56 @@
+"""Hyper-parameters of a forecasting model: one frozen object, saved beside the weights."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Family = Literal["rnn", "lstm", "gru", "transformer"]
+FAMILIES: tuple[Family, ...] = ("rnn", "lstm", "gru", "transformer")
+
+
+class ScalerConfig(BaseModel):
+    """Per-stream normalisation (see `forecaster.models.scaling`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scale_alpha: float = Field(0.02, gt=0, le=1, description="EMA weight of |Δx| in the scale, after warm-up")
+    level_beta: float = Field(0.1, gt=0, le=1, description="EMA weight of the level the 2nd feature is taken from")
+    initial_scale: float = Field(
+        0.01, gt=0, description="prior scale as a share of the first |value|: one pseudo-observation"
+    )
+    clip: float = Field(10.0, gt=0, description="features are clipped to ±clip scale units (outliers)")
+
+
+class ModelConfig(BaseModel):
+    """Everything needed to rebuild a model's architecture (not its weights)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    family: Family
+    d_model: int = Field(64, ge=1, description="hidden size D")
+    n_layer: int = Field(2, ge=1, description="stacked recurrent layers / transformer blocks L")
+    n_head: int = Field(4, ge=1, description="transformer query heads (must divide D)")
+    n_kv_head: int = Field(
+        1, ge=1, description="transformer key/value heads (must divide n_head); 1 = multi-query: n_head× less cache"
+    )
+    window: int = Field(64, ge=2, description="transformer: each position attends to itself and the W - 1 before")
+    d_ff: int = Field(128, ge=1, description="transformer feed-forward width")
+    dropout: float = Field(0.0, ge=0, lt=1, description="training only")
+    horizon: int = Field(8, ge=1, description="H: forecast steps ahead")
+    quantiles: tuple[float, ...] = Field((0.1, 0.5, 0.9), min_length=1, description="Q levels, ascending")
+    scaler: ScalerConfig = ScalerConfig()
+
+    @field_validator("quantiles")
+    @classmethod
+    def _ascending_in_unit_interval(cls, q: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < x < 1 for x in q) or list(q) != sorted(set(q)):
+            raise ValueError("quantiles must be distinct, ascending and inside (0, 1)")
+        return q
+
+    def model_post_init(self, _context: object) -> None:
+        if self.family == "transformer" and self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        if self.family == "transformer" and self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")

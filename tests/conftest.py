@@ -1,0 +1,34 @@
+"""Shared fixtures. Unit tests need no broker; integration tests (marker ``kafka``) do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from forecaster.models import FAMILIES
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def random_walks(n_streams: int, length: int, seed: int = 0, start: float = 100.0) -> np.ndarray:
+    """Positive price-like paths (n_streams, length): geometric random walks."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, 0.01, size=(n_streams, length))
+    return start * np.exp(np.cumsum(steps, axis=1))
+
+
+def events(values: np.ndarray, names: list[str] | None = None, t0: float = 1.7e9) -> list[list[dict]]:
+    """Batches of events: batch i holds observation i of every stream (one event per stream)."""
+    names = names or [f"s{i}" for i in range(values.shape[0])]
+    return [
+        [{"stream": s, "ts": t0 + 60.0 * i, "value": float(v)} for s, v in zip(names, values[:, i], strict=True)]
+        for i in range(values.shape[1])
+    ]
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()

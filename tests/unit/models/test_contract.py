@@ -1,0 +1,119 @@
+"""The streaming contract, checked identically for every family (see forecaster/models/base.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from forecaster.models import ForecastModel, ModelConfig, advance, init_state
+from forecaster.models.scaling import N_FEATURES
+from tests.conftest import random_walks
+
+SMALL = {"d_model": 16, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "window": 8, "d_ff": 32, "horizon": 5}
+
+
+def make(family: str, **overrides) -> ForecastModel:
+    torch.manual_seed(0)
+    return ForecastModel(ModelConfig(family=family, **{**SMALL, **overrides})).eval()
+
+
+def stepwise(model: ForecastModel, x: torch.Tensor) -> torch.Tensor:
+    spec = model.state_spec()
+    state = init_state(spec, x.shape[0])
+    out = []
+    for i in range(x.shape[1]):
+        y, update = model.step(x[:, i], state)
+        state = advance(spec, state, update)
+        out.append(y)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("window", [2, 8, 64])
+def test_step_through_series_equals_sequence_forward(family: str, window: int) -> None:
+    model = make(family, window=window)
+    x = torch.from_numpy(random_walks(4, 3 * window + 5, seed=1))  # long enough to wrap the ring buffer
+    with torch.no_grad():
+        seq, step = model(x), stepwise(model, x)
+    assert seq.shape == (4, x.shape[1], 1 + 3, 5)
+    assert (seq - step).abs().max().item() <= 1e-5
+
+
+def test_default_config_step_equals_sequence(family: str) -> None:
+    torch.manual_seed(0)
+    model = ForecastModel(ModelConfig(family=family)).eval()
+    x = torch.from_numpy(random_walks(2, 80, seed=2))
+    with torch.no_grad():
+        assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
+
+
+def test_step_never_writes_into_its_input_state(family: str) -> None:
+    model = make(family)
+    spec = model.state_spec()
+    state = init_state(spec, 3)
+    x = torch.from_numpy(random_walks(3, 12))
+    with torch.no_grad():
+        for i in range(10):  # get a non-trivial state first
+            state = advance(spec, state, model.step(x[:, i], state)[1])
+        before = {k: v.clone() for k, v in state.items()}
+        model.step(x[:, 10], state)
+    for k in before:
+        assert torch.equal(before[k], state[k]), k
+
+
+def test_step_update_matches_state_spec(family: str) -> None:
+    model = make(family)
+    spec = model.state_spec()
+    state = init_state(spec, 5)
+    with torch.no_grad():
+        y, update = model.step(torch.full((5,), 10.0, dtype=torch.float64), state)
+    assert y.shape == (5, 4, 5) and y.dtype == torch.float64
+    assert set(update) == set(spec)
+    for k, e in spec.items():
+        per_stream = tuple(s for a, s in enumerate(e.shape) if a != e.ring_axis)
+        assert update[k].shape == (5, *per_stream), k
+        assert update[k].dtype == e.dtype, k
+
+
+def test_quantiles_never_cross(family: str) -> None:
+    model = make(family)
+    x = torch.from_numpy(random_walks(8, 30, seed=3))
+    with torch.no_grad():
+        q = model(x)[..., 1:, :]  # (B, T, Q, H)
+    assert (q.diff(dim=-2) >= 0).all()
+
+
+def test_forward_is_differentiable_for_training(family: str) -> None:
+    model = make(family).train()
+    x = torch.from_numpy(random_walks(2, 20))
+    model(x).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_transformer_sees_exactly_its_receptive_field() -> None:
+    """Banded attention: L layers of window W see back (W - 1) * L positions, and no further."""
+    model = make("transformer", window=4, n_layer=2)  # receptive field: 6 steps back
+    x = torch.randn(1, 20, N_FEATURES)
+    bumped = x.clone()
+    bumped[0, 5] += 3.0
+    with torch.no_grad():
+        delta = (model.core(bumped) - model.core(x)).abs().amax(dim=-1)[0]  # (T,)
+    assert (delta[:5] == 0).all()
+    assert (delta[5:12] > 0).all()  # positions 5 .. 5 + 6
+    assert (delta[12:] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"family": "transformer", "d_model": 30, "n_head": 4}, "divisible by n_head"),
+        ({"family": "transformer", "n_head": 4, "n_kv_head": 3}, "divisible by n_kv_head"),
+        ({"family": "lstm", "quantiles": (0.9, 0.1)}, "ascending"),
+        ({"family": "gru", "window": 1}, "greater than or equal to 2"),
+        ({"family": "cnn"}, "family"),
+    ],
+)
+def test_bad_config_is_a_clear_value_error(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**overrides)

@@ -1,0 +1,1 @@
+"""Processes that join Kafka and the ``forecaster`` library (worker, publisher, watcher, broker)."""
