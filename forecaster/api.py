@@ -1,8 +1,8 @@
 """The public Python API: ``build``, ``load`` and the ``Forecaster`` they return.
 
-    fc = forecaster.load("lstm")
-    out = fc.update([{"stream": "AAPL", "ts": 1704205800.0, "value": 185.64}])
-    blob = fc.snapshot(); fc2 = forecaster.load("lstm"); fc2.restore(blob)
+fc = forecaster.load("lstm")
+out = fc.update([{"stream": "AAPL", "ts": 1704205800.0, "value": 185.64}])
+blob = fc.snapshot(); fc2 = forecaster.load("lstm"); fc2.restore(blob)
 """
 
 from __future__ import annotations
@@ -90,12 +90,9 @@ class Forecaster:
         last_ts = self._engine.table.last_ts
         for ob in batch:
             last_ts[ob.stream] = ob.ts
-        now, keys, H = time.time(), self._quantile_keys, self.config.horizon
+        now, keys, name, version = time.time(), self._quantile_keys, self.name, self.version
         return [
-            Forecast.model_construct(
-                stream=ob.stream, ts=ob.ts, model=self.name, model_version=self.version, horizon=H,
-                point=rows[0], quantiles=dict(zip(keys, rows[1:], strict=True)), source=None, produced_at=now,
-            )
+            Forecast.trusted(ob.stream, ob.ts, name, version, rows[0], dict(zip(keys, rows[1:], strict=True)), now)
             for ob, rows in zip(batch, y.tolist(), strict=True)
         ]
 

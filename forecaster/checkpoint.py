@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 
 from forecaster.errors import CheckpointError

@@ -6,7 +6,7 @@ import torch
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"; a clear error otherwise."""
+    """ "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"; a clear error otherwise."""
     if isinstance(device, torch.device):
         device = str(device)
     if device == "auto":

@@ -23,7 +23,9 @@ def _reason(error_type: str) -> str:
     return "non_finite" if error_type == "finite_number" else "invalid_schema"
 
 
-def validate_batch(events: Sequence[Mapping[str, Any] | Observation], last_ts: Mapping[str, float]) -> list[Observation]:
+def validate_batch(
+    events: Sequence[Mapping[str, Any] | Observation], last_ts: Mapping[str, float]
+) -> list[Observation]:
     """Validate a batch against the streams' last event times; raise on the first bad event.
 
     Within the batch, events of one stream must have increasing ``ts`` too. Raises

@@ -66,14 +66,13 @@ class Engine:
     @torch.inference_mode()
     def advance(self, streams: Sequence[str], values: Sequence[float]) -> Tensor:
         """Apply validated events in order; returns forecasts (N, 1 + Q, H) float64 on the CPU."""
-        self._make_room(streams)
+        distinct = self._make_room(streams)
         slots = torch.tensor([self.table.slot(s) for s in streams], dtype=torch.int64)
         x = torch.tensor(values, dtype=torch.float64)
-        rounds = plan_rounds(streams)
-        if len(rounds) == 1:
+        if distinct == len(streams):  # one event per stream: a single step
             return self._step(slots.to(self.device), x.to(self.device)).cpu()  # sync point
         out = torch.empty((len(streams), *self._out_shape), dtype=torch.float64, device=self.device)
-        for events in rounds:
+        for events in plan_rounds(streams):
             idx = torch.tensor(events, dtype=torch.int64)
             out[idx.to(self.device)] = self._step(slots[idx].to(self.device), x[idx].to(self.device))
         return out.cpu()  # sync point
@@ -89,8 +88,9 @@ class Engine:
         self.pool.scatter(slots, state[COUNTER], update)
         return forecasts
 
-    def _make_room(self, streams: Sequence[str]) -> None:
-        """Evict as configured, then give every new stream of the batch a fresh slot."""
+    def _make_room(self, streams: Sequence[str]) -> int:
+        """Evict as configured, give every new stream of the batch a fresh slot; returns how many
+        distinct streams the batch has."""
         batch = dict.fromkeys(streams)
         if self.max_streams is not None and len(batch) > self.max_streams:
             raise ValueError(f"a batch of {len(batch)} distinct streams exceeds max_streams={self.max_streams}")
@@ -106,6 +106,7 @@ class Engine:
             fresh = torch.tensor([table.assign(s, now) for s in new], dtype=torch.int64)
             self.pool.grow(table.high_water)
             self.pool.reset(fresh.to(self.device))
+        return len(batch)
 
     def load(self, streams: list[str], last_ts: list[float], rows: dict[str, Tensor]) -> None:
         """Replace every stream with the given ones (LRU order), their state rows and last times."""

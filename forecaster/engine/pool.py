@@ -17,6 +17,9 @@ class StatePool:
         self.tensors: State = {
             k: torch.zeros((capacity, *e.shape), dtype=e.dtype, device=device) for k, e in self.spec.items()
         }
+        # Gathered rows land in buffers reused across steps: a fresh multi-MB tensor per step costs
+        # more in page faults (large host allocations are fresh mmaps) than the copy itself.
+        self._gathered: State = {k: t[:0].clone() for k, t in self.tensors.items()}
 
     @property
     def capacity(self) -> int:
@@ -44,7 +47,11 @@ class StatePool:
             t.index_fill_(0, slots, 0)
 
     def gather(self, slots: Tensor) -> State:
-        return {k: t.index_select(0, slots) for k, t in self.tensors.items()}
+        """The rows of ``slots``, in order; valid until the next ``gather``."""
+        n = slots.shape[0]
+        if n > self._gathered[COUNTER].shape[0]:
+            self._gathered = {k: t.new_empty((n, *t.shape[1:])) for k, t in self.tensors.items()}
+        return {k: torch.index_select(t, 0, slots, out=self._gathered[k][:n]) for k, t in self.tensors.items()}
 
     def scatter(self, slots: Tensor, t_before: Tensor, update: State) -> None:
         """Write one step's update in place: plain entries whole, ring entries one row at t % W."""

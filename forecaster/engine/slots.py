@@ -76,4 +76,3 @@ class SlotTable:
         self._free.append(self._slots.pop(stream))
         self.last_ts.pop(stream, None)
         del self._last_seen[stream]
-

@@ -1,8 +1,8 @@
 """GRU: update gate z and reset gate r; the hidden state is all it carries.
 
-    r = σ(W_xr x + W_hr h + b_r),   z = σ(W_xz x + W_hz h + b_z)
-    n = tanh(W_xn x + b_xn + r ⊙ (W_hn h + b_hn))
-    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+r = σ(W_xr x + W_hr h + b_r),   z = σ(W_xz x + W_hz h + b_z)
+n = tanh(W_xn x + b_xn + r ⊙ (W_hn h + b_hn))
+h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """LSTM: input, forget and output gates; a cell state c carried beside the hidden state h.
 
-    i, f, o = σ(W_x x + W_h h + b)      gates
-    g       = tanh(W_x x + W_h h + b)   candidate
-    c_t = f ⊙ c_{t-1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
+i, f, o = σ(W_x x + W_h h + b)      gates
+g       = tanh(W_x x + W_h h + b)   candidate
+c_t = f ⊙ c_{t-1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
 """
 
 from __future__ import annotations

@@ -40,9 +40,7 @@ class Scaler:
         first = t == 0
         d = torch.where(first, torch.zeros_like(x), x - state["x_last"])
         weight = torch.clamp(1.0 / (t + 1).to(x.dtype), min=c.scale_alpha)
-        scale = torch.where(
-            first, c.initial_scale * x.abs(), state["x_scale"] + weight * (d.abs() - state["x_scale"])
-        )
+        scale = torch.where(first, c.initial_scale * x.abs(), state["x_scale"] + weight * (d.abs() - state["x_scale"]))
         level = torch.where(first, x, state["x_level"] + c.level_beta * (x - state["x_level"]))
         s = scale.clamp(min=_TINY)
         features = torch.stack([d / s, (x - level) / s], dim=-1).clamp(-c.clip, c.clip)  # (B, F)

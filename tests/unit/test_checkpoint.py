@@ -44,8 +44,14 @@ def test_weights_are_never_unpickled(tmp_path: Path) -> None:
         forecaster.load(tmp_path)
 
 
-@pytest.mark.parametrize("config", ["{not json", json.dumps({"format": "other"}),
-                                    json.dumps({"format": "forecaster-checkpoint/1", "model": {"family": "cnn"}})])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "{not json",
+        json.dumps({"format": "other"}),
+        json.dumps({"format": "forecaster-checkpoint/1", "model": {"family": "cnn"}}),
+    ],
+)
 def test_bad_config_is_a_checkpoint_error(tmp_path: Path, config: str) -> None:
     forecaster.build("rnn", seed=0).save(tmp_path)
     (tmp_path / "config.json").write_text(config)

@@ -48,10 +48,11 @@ def test_several_events_of_one_stream_in_a_batch_apply_in_order(family: str) -> 
     one_by_one = run(build(family), batches)
     together = points(build(family).update([e for b in batches for e in b]))  # time-major
     assert np.array_equal(together.reshape(one_by_one.shape), one_by_one)
-    skewed = [e for b in batches for e in b if e["stream"] == "s0"] + [e for b in batches for e in b if e["stream"] != "s0"]
-    out = {(e["stream"], e["ts"]): p for e, p in zip(skewed, points(build(family).update(skewed)), strict=True)}
-    flat = {(e["stream"], e["ts"]): p for b, ps in zip(batches, one_by_one, strict=True) for e, p in zip(b, ps, strict=True)}
-    assert all(np.array_equal(out[k], flat[k]) for k in flat)
+    flat = [e for b in batches for e in b]
+    skewed = [e for e in flat if e["stream"] == "s0"] + [e for e in flat if e["stream"] != "s0"]  # s0 first, 6 deep
+    got = {(e["stream"], e["ts"]): p for e, p in zip(skewed, points(build(family).update(skewed)), strict=True)}
+    want = {(e["stream"], e["ts"]): p for e, p in zip(flat, one_by_one.reshape(-1, *one_by_one.shape[2:]), strict=True)}
+    assert all(np.array_equal(got[k], want[k]) for k in want)
 
 
 def test_stream_forecasts_do_not_depend_on_batch_mates(family: str) -> None:
@@ -100,8 +101,12 @@ def test_restore_keeps_event_time_order_checks() -> None:
 def test_restore_refuses_state_of_another_model(other: dict, message: str) -> None:
     fc = build("lstm")
     fc.update(events(random_walks(3, 1))[0])
-    target = forecaster.build(other.get("family", "lstm"), seed=other.get("seed", 0), device="cpu",
-                              **{**SMALL, **{k: v for k, v in other.items() if k not in ("family", "seed")}})
+    target = forecaster.build(
+        other.get("family", "lstm"),
+        seed=other.get("seed", 0),
+        device="cpu",
+        **{**SMALL, **{k: v for k, v in other.items() if k not in ("family", "seed")}},
+    )
     with pytest.raises(SnapshotError, match=message):
         target.restore(fc.snapshot())
 

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from forecaster.schemas import Forecast, Source
+
+FIELDS = {
+    "stream": "AAPL",
+    "ts": 1.5,
+    "model": "lstm",
+    "model_version": "abc",
+    "point": [1.0, 2.0],
+    "quantiles": {"0.1": [0.5, 1.5], "0.9": [1.5, 2.5]},
+    "produced_at": 2.5,
+}
+
+
+def test_trusted_forecast_equals_a_validated_one() -> None:
+    """``trusted`` skips validation via pydantic internals: this catches a pydantic change."""
+    for source in (None, Source(topic="prices", partition=3, offset=7)):
+        fast = Forecast.trusted(**FIELDS, source=source)
+        checked = Forecast(**FIELDS, horizon=2, source=source)
+        assert fast == checked
+        assert fast.model_dump_json() == checked.model_dump_json()
+        assert fast.model_fields_set == checked.model_fields_set
+        assert fast.model_copy(update={"ts": 3.0}).ts == 3.0
