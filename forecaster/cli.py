@@ -1,23 +1,144 @@
-"""The ``forecaster`` command line. Subcommands arrive with the worker, training and demo."""
+"""The ``forecaster`` command line.
+
+Bad input (a missing file, a bad column, a corrupt checkpoint) prints one line and exits 2;
+anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 import forecaster
+from forecaster.data import Columns, load_series, season_of
+from forecaster.errors import ForecasterError
+from forecaster.models import FAMILIES, ModelConfig
+from forecaster.training import TrainConfig
+
+# Fields of the configs that get a flag of their own (--d-model, --epochs, …).
+_MODEL_FLAGS = ("d_model", "n_layer", "n_head", "n_kv_head", "window", "d_ff", "dropout", "horizon")
+_TRAIN_FLAGS = tuple(f for f in TrainConfig.model_fields if f not in ("calibrate",))
+
+
+def _add_fields(p: argparse.ArgumentParser, model: type[BaseModel], names: tuple[str, ...]) -> None:
+    for name in names:
+        info = model.model_fields[name]
+        kind = float if info.annotation in (float, float | None) else int
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{info.description or name} (default {info.default})",
+        )
+
+
+def _pick(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="CSV (optionally .gz) or parquet: long, wide or M4 layout")
+    p.add_argument("--layout", choices=("auto", "long", "wide", "m4"), default="auto")
+    p.add_argument("--stream-col", default="stream", help="long layout: stream id column")
+    p.add_argument("--ts-col", default="ts", help="time column (numbers: epoch seconds; text: dates)")
+    p.add_argument("--value-col", default="value", help="long layout: value column")
+
+
+def _columns(args: argparse.Namespace) -> Columns:
+    return Columns(args.stream_col, args.ts_col, args.value_col)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from forecaster.checkpoint import save_checkpoint
+    from forecaster.data import fingerprint
+    from forecaster.training import train
+
+    series = load_series(args.data, args.layout, _columns(args))
+    model_config = ModelConfig(family=args.model, quantiles=tuple(args.quantiles), **_pick(args, _MODEL_FLAGS))
+    cfg = TrainConfig(calibrate=not args.no_calibrate, **_pick(args, _TRAIN_FLAGS))
+    model, report = train(series, model_config, cfg, progress=not args.quiet)
+    metadata = {
+        "data": {"path": str(args.data), "layout": args.layout, "series": len(series), "hash": fingerprint(series)},
+        "training": {
+            **cfg.model_dump(),
+            "epochs_run": report.epochs,
+            "best_epoch": report.best_epoch,
+            "minutes": report.minutes,
+        },
+        "validation": report.validation,
+    }
+    out = save_checkpoint(model, args.out, metadata)
+    print(
+        f"saved {out} (best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
+        + ", ".join(f"{k} {v}" for k, v in report.validation.items())
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from forecaster.evaluation.evaluate import evaluate, plot
+
+    history = load_series(args.data, args.layout, _columns(args))
+    test = load_series(args.test, args.layout, _columns(args)) if args.test else None
+    season = args.season or season_of(history)
+    result, scored = evaluate(args.model, history, test, args.horizon, season, args.rolling, args.device)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        plot(scored, args.plot, f"{args.model} on {Path(args.data).name}")
+    shown = {k: v for k, v in result.items() if k != "naive2"}
+    print("  ".join(f"{k} {v}" for k, v in shown.items()))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forecaster", description="Streaming neural time-series forecasting on Kafka.")
     p.add_argument("--version", action="version", version=f"forecaster {forecaster.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on series from a file; writes a checkpoint directory")
+    _add_data(t)
+    t.add_argument("--model", required=True, choices=FAMILIES, help="model family")
+    t.add_argument("--out", required=True, help="checkpoint directory to write")
+    t.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    _add_fields(t, ModelConfig, _MODEL_FLAGS)
+    _add_fields(t, TrainConfig, _TRAIN_FLAGS)
+    t.add_argument("--no-calibrate", action="store_true", help="keep the quantile band as trained")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(run=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model or baseline on held-out data (sMAPE, MASE, OWA, coverage)")
+    e.add_argument("--model", required=True, help="checkpoint directory, bundled name, or naive | snaive | naive2")
+    _add_data(e)
+    e.add_argument("--test", help="held-out continuation of --data (same series); default: the last H values")
+    e.add_argument("--horizon", type=int, help="steps to score (baselines; a model's own horizon otherwise)")
+    e.add_argument("--season", type=int, help="seasonal period for MASE and the baselines (default: from the data)")
+    e.add_argument("--rolling", action="store_true", help="also score every origin inside the held-out span")
+    e.add_argument("--json", help="write the metrics here")
+    e.add_argument("--plot", help="PNG of a few series: history, truth, forecast, 0.1–0.9 band")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(run=cmd_evaluate)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser().parse_args(argv)
-    parser().print_help(sys.stdout)
-    return 0
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValidationError as e:
+        err = e.errors()[0]
+        print(f"forecaster: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+    except (ForecasterError, ValueError, OSError) as e:
+        print(f"forecaster: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("forecaster: interrupted", file=sys.stderr)
+        return 130
+    return 2
 
 
 if __name__ == "__main__":

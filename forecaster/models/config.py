@@ -41,6 +41,9 @@ class ModelConfig(BaseModel):
     horizon: int = Field(8, ge=1, description="H: forecast steps ahead")
     quantiles: tuple[float, ...] = Field((0.1, 0.5, 0.9), min_length=1, description="Q levels, ascending")
     scaler: ScalerConfig = ScalerConfig()
+    interval_scale: float = Field(
+        1.0, gt=0, description="quantile offsets from the point forecast × this; calibrated after training"
+    )
 
     @field_validator("quantiles")
     @classmethod

@@ -24,6 +24,14 @@ from forecaster.models.transformer import Transformer
 CORES: dict[Family, type[StreamingCore]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "transformer": Transformer}
 
 
+def widen(quantiles: Tensor, factor: float) -> Tensor:
+    """Quantiles (…, Q, H) spread by ``factor`` about the midpoint of the outermost two."""
+    if factor == 1.0:
+        return quantiles
+    mid = (quantiles[..., :1, :] + quantiles[..., -1:, :]) / 2
+    return mid + factor * (quantiles - mid)
+
+
 class ForecastModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -37,10 +45,11 @@ class ForecastModel(nn.Module):
         return {**self.scaler.state_spec(), **self.core.state_spec()}
 
     def read_out(self, h: Tensor) -> Tensor:
-        """h (…, D) -> normalised forecasts (…, 1 + Q, H); quantiles sorted so they never cross."""
+        """h (…, D) -> normalised forecasts (…, 1 + Q, H); quantiles sorted so they never cross,
+        and spread about the middle of the outer band by the calibrated ``interval_scale``."""
         c = self.config
         y = self.head(h).unflatten(-1, (1 + len(c.quantiles), c.horizon))
-        return torch.cat([y[..., :1, :], y[..., 1:, :].sort(dim=-2).values], dim=-2)
+        return torch.cat([y[..., :1, :], widen(y[..., 1:, :].sort(dim=-2).values, c.interval_scale)], dim=-2)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One observation per stream: x (B,) float64 -> forecasts (B, 1 + Q, H) float64, state update."""

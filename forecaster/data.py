@@ -1,0 +1,196 @@
+"""Loading series from files: long tables, wide tables and the M4 layout; CSV (optionally
+gzipped) and parquet. Every problem with a file is a ``DataError`` with one line naming it.
+
+- long:  one row per observation, columns for stream id, time and value (names configurable);
+- wide:  a time column, then one numeric column per stream (empty cells are gaps);
+- m4:    the M4 competition layout: ``V1`` holds the series id, ``V2…`` its values, shorter series
+         padded with empty cells; there are no times, so ``ts`` is the position 0, 1, 2, …
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecaster.errors import ForecasterError
+
+Layout = Literal["auto", "long", "wide", "m4"]
+
+# M4 series ids start with their frequency; MASE uses the M4 seasonal period of each.
+M4_SEASON = {"H": 24, "D": 1, "W": 1, "M": 12, "Q": 4, "Y": 1}
+
+
+class DataError(ForecasterError, ValueError):
+    """A data file cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One stream's history: ``ts`` (seconds since the epoch, or positions) and float64 values."""
+
+    name: str
+    ts: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def head(self, n: int) -> Series:
+        return Series(self.name, self.ts[:n], self.values[:n])
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column names of a long table (and the time column of a wide one)."""
+
+    stream: str = "stream"
+    ts: str = "ts"
+    value: str = "value"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    try:
+        if p.suffix == ".parquet":
+            return pd.read_parquet(p)
+        return pd.read_csv(p)
+    except (ValueError, OSError, pd.errors.ParserError, ImportError) as e:
+        raise DataError(f"{p}: cannot read as {'parquet' if p.suffix == '.parquet' else 'CSV'}: {e}") from e
+
+
+def load_series(
+    path: str | Path, layout: Layout = "auto", columns: Columns = Columns(), min_length: int = 1
+) -> list[Series]:
+    """Every series of a file, each sorted by time, at least ``min_length`` long."""
+    df = read_table(path)
+    if df.empty:
+        raise DataError(f"{path}: the file holds no rows")
+    if layout == "auto":
+        layout = _detect(df, columns)
+    series = {"long": _long, "wide": _wide, "m4": _m4}[layout](df, columns, str(path))
+    if not series:
+        raise DataError(f"{path}: no series found")
+    for s in series:
+        if len(s) < min_length:
+            raise DataError(f"{path}: series {s.name!r} has {len(s)} values; at least {min_length} are needed")
+    return series
+
+
+def _detect(df: pd.DataFrame, c: Columns) -> Layout:
+    cols = [str(x) for x in df.columns]
+    if cols[:2] == ["V1", "V2"]:
+        return "m4"
+    if {c.stream, c.value} <= set(cols):
+        return "long"
+    return "wide"
+
+
+def _numeric(values: pd.Series, what: str, path: str) -> np.ndarray:
+    num = pd.to_numeric(values, errors="coerce")
+    bad = num.isna() & values.notna()
+    if bad.any():
+        raise DataError(f"{path}: non-numeric value {values[bad].iloc[0]!r} in {what}")
+    arr = num.to_numpy(dtype=np.float64)
+    if np.isinf(arr).any():
+        raise DataError(f"{path}: infinite value in {what}")
+    return arr
+
+
+def _times(values: pd.Series, path: str) -> np.ndarray:
+    """Numbers are seconds since the epoch; text is parsed as dates (UTC unless it says otherwise)."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=np.float64)
+    try:
+        t = pd.to_datetime(values, utc=True, format="mixed")
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: time column has a value that is neither a number nor a date ({e})") from e
+    return (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def _require(df: pd.DataFrame, names: list[str], path: str, layout: str) -> None:
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column {missing[0]!r} for the {layout} layout "
+            f"(columns: {', '.join(map(str, df.columns))})"
+        )
+
+
+def _long(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
+    _require(df, [c.stream, c.ts, c.value], path, "long")
+    values = _numeric(df[c.value], f"column {c.value!r}", path)
+    ts = _times(df[c.ts], path)
+    frame = pd.DataFrame({"stream": df[c.stream].astype(str), "ts": ts, "value": values}).dropna()
+    out = []
+    for name, g in frame.groupby("stream", sort=True):
+        g = g.sort_values("ts", kind="stable")
+        if g["ts"].duplicated().any():
+            raise DataError(f"{path}: stream {name!r} has two rows at time {g['ts'][g['ts'].duplicated()].iloc[0]}")
+        out.append(Series(str(name), g["ts"].to_numpy(), g["value"].to_numpy()))
+    return out
+
+
+def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
+    time_col = c.ts if c.ts in df.columns else df.columns[0]
+    try:
+        ts = _times(df[time_col], path)
+    except DataError as e:
+        raise DataError(
+            f"{e} [read as a wide table with time column {time_col!r}; for a long table (one row per "
+            f"observation) name its columns with --stream-col, --ts-col and --value-col]"
+        ) from e
+    order = np.argsort(ts, kind="stable")
+    out = []
+    for col in df.columns:
+        if col == time_col:
+            continue
+        v = _numeric(df[col], f"column {col!r}", path)[order]
+        keep = ~np.isnan(v)
+        out.append(Series(str(col), ts[order][keep], v[keep]))
+    return out
+
+
+def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
+    ids = df.iloc[:, 0].astype(str)
+    body = df.iloc[:, 1:]
+    out = []
+    for i, name in enumerate(ids):
+        v = _numeric(body.iloc[i], f"series {name!r}", path)
+        v = v[~np.isnan(v)]
+        out.append(Series(name, np.arange(len(v), dtype=np.float64), v))
+    return out
+
+
+def season_of(series: list[Series]) -> int:
+    """Seasonal period implied by the data: M4 ids by their letter (M4's own periods), 24 for
+    hourly timestamps, else 1 (no season; daily prices have no reliable weekly cycle)."""
+    letters = {s.name[:1] for s in series}
+    if len(letters) == 1 and all(s.name[1:].isdigit() for s in series) and letters <= set(M4_SEASON):
+        return M4_SEASON[letters.pop()]
+    steps = np.concatenate([np.diff(s.ts) for s in series if len(s) > 1] or [np.array([0.0])])
+    return 24 if abs(float(np.median(steps)) - 3600.0) < 36.0 else 1
+
+
+def fingerprint(series: list[Series]) -> str:
+    """A hash of names, times and values: which data a checkpoint was trained on."""
+    h = hashlib.sha256()
+    for s in series:
+        h.update(s.name.encode())
+        h.update(np.ascontiguousarray(s.ts, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(s.values, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def as_batches(series: list[Series]) -> Iterator[list[dict]]:
+    """Events in the streaming order: batch i holds observation i of every series that has one."""
+    longest = max(len(s) for s in series)
+    for i in range(longest):
+        yield [{"stream": s.name, "ts": float(s.ts[i]), "value": float(s.values[i])} for s in series if i < len(s)]

@@ -1,0 +1,1 @@
+"""Scoring forecasts against held-out truth, M4-style, and the classical baselines."""

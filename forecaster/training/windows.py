@@ -1,0 +1,63 @@
+"""Series -> training tensors, normalised exactly as the engine normalises streams.
+
+Each series runs through ``Scaler.sequence`` from its first value (as a stream would), giving the
+model's input features f_t and the scale s_t; the targets are the next H values in the same
+units as the model's outputs:  z_{t,k} = (x_{t+k} - x_t) / s_t,  k = 1..H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from forecaster.data import Series
+from forecaster.models.scaling import Scaler
+
+
+@dataclass
+class Prepared:
+    """One series: features (T, F), targets (T, H) with NaN where the future is unknown."""
+
+    features: Tensor
+    targets: Tensor
+
+
+def prepare(series: list[Series], scaler: Scaler, horizon: int) -> list[Prepared]:
+    out = []
+    for s in series:
+        x = torch.tensor(s.values, dtype=torch.float64)[None, :]  # (1, T)
+        features, scale = scaler.sequence(x)
+        T = x.shape[1]
+        future = torch.full((T, horizon), float("nan"), dtype=torch.float64)
+        for k in range(1, horizon + 1):
+            future[: T - k, k - 1] = x[0, k:]
+        targets = (future - x[0, :, None]) / scale[0, :, None]
+        out.append(Prepared(features[0], targets.float()))
+    return out
+
+
+def sample_windows(
+    data: list[Prepared], n: int, length: int, burn_in: int, rng: np.random.Generator
+) -> tuple[Tensor, Tensor]:
+    """n windows of ``length`` positions from random series and offsets -> features (n, L, F) and
+    targets (n, L, H). A window starting mid-series begins from fresh state, unlike a stream, so
+    its first ``burn_in`` targets are masked (NaN); series shorter than L are padded at the end."""
+    lengths = np.array([len(d.features) for d in data])
+    weights = lengths / lengths.sum()  # every position equally likely
+    F, H = data[0].features.shape[1], data[0].targets.shape[1]
+    feats = torch.zeros(n, length, F)
+    targs = torch.full((n, length, H), float("nan"))
+    for i, j in enumerate(rng.choice(len(data), size=n, p=weights)):
+        d = data[j]
+        T = len(d.features)
+        start = int(rng.integers(0, max(1, T - length + 1)))
+        w = slice(start, min(T, start + length))
+        size = w.stop - w.start
+        feats[i, :size] = d.features[w]
+        targs[i, :size] = d.targets[w]
+        if start > 0:
+            targs[i, :burn_in] = float("nan")
+    return feats, targs

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.data import Columns, DataError, as_batches, fingerprint, load_series, season_of
+
+
+def write(tmp_path: Path, text: str, name: str = "d.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_long_table_with_named_columns_is_sorted_by_time(tmp_path: Path) -> None:
+    p = write(tmp_path, "sym,day,px\nB,2024-01-03,3\nA,2024-01-02,1\nA,2024-01-01,2\n")
+    a, b = load_series(p, columns=Columns("sym", "day", "px"))
+    assert (a.name, list(a.values), b.name) == ("A", [2.0, 1.0], "B")
+    assert a.ts[0] == pd.Timestamp("2024-01-01", tz="UTC").timestamp()
+
+
+def test_wide_table_keeps_gaps_per_stream(tmp_path: Path) -> None:
+    p = write(tmp_path, "date,X,Y\n2024-01-01,1,\n2024-01-02,2,5\n")
+    x, y = load_series(p)
+    assert list(x.values) == [1.0, 2.0] and list(y.values) == [5.0]
+
+
+def test_m4_layout_drops_padding(tmp_path: Path) -> None:
+    p = write(tmp_path, '"V1","V2","V3","V4"\n"H1",1,2,3\n"H2",4,5,\n')
+    h1, h2 = load_series(p)
+    assert (h1.name, list(h2.values), list(h2.ts)) == ("H1", [4.0, 5.0], [0.0, 1.0])
+    assert season_of([h1, h2]) == 24
+
+
+def test_parquet_reads_like_csv(tmp_path: Path) -> None:
+    df = pd.DataFrame({"stream": ["a", "a"], "ts": [1.0, 2.0], "value": [3.0, 4.0]})
+    df.to_parquet(tmp_path / "d.parquet")
+    (s,) = load_series(tmp_path / "d.parquet")
+    assert list(s.values) == [3.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "message"),
+    [
+        ("stream,ts,value\na,1,x\n", {}, "non-numeric value 'x' in column 'value'"),
+        ("stream,ts,value\na,1,1\n", {"layout": "long", "columns": Columns(value="price")}, "missing column 'price'"),
+        ("stream,ts,value\na,1,1\na,1,2\n", {}, "two rows at time 1.0"),
+        ("stream,ts,value\na,1,1\n", {"min_length": 5}, "series 'a' has 1 values; at least 5"),
+        ("", {}, "cannot read"),
+    ],
+)
+def test_bad_files_get_one_line_naming_the_problem(tmp_path: Path, text: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message) as err:
+        load_series(write(tmp_path, text), **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_is_named() -> None:
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        load_series("nope.csv")
+
+
+def test_committed_prices_load_as_a_long_table() -> None:
+    series = load_series(Path("forecaster/pretrained/stocks.csv.gz"), columns=Columns("Ticker", "Date", "Adj Close"))
+    assert {s.name for s in series} == {"AAPL", "FB", "GOOG", "IBM", "MSFT"}
+    assert all(np.all(np.diff(s.ts) > 0) for s in series) and season_of(series) == 1
+
+
+def test_batches_stream_every_series_in_step_order_and_fingerprint_tracks_values(tmp_path: Path) -> None:
+    a, b = load_series(write(tmp_path, "stream,ts,value\na,1,1\na,2,2\nb,1,5\n"))
+    batches = list(as_batches([a, b]))
+    assert [[e["stream"] for e in bt] for bt in batches] == [["a", "b"], ["a"]]
+    (c,) = load_series(write(tmp_path, "stream,ts,value\na,1,1\na,2,3\n", "e.csv"))
+    assert fingerprint([a]) != fingerprint([c])

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from forecaster.data import DataError, Series
+from forecaster.models import ModelConfig
+from forecaster.training import TrainConfig, train
+from forecaster.training.loss import forecast_loss
+from forecaster.training.trainer import calibrate_interval
+
+TINY = {"d_model": 16, "n_layer": 1, "d_ff": 32, "window": 16, "horizon": 4}
+FAST = TrainConfig(
+    epochs=8, batch_size=16, span=48, burn_in=8, windows_per_epoch=128, patience=8, validation=24, lr=5e-3
+)
+
+
+def seasonal_series(n: int = 6, length: int = 300, seed: int = 0) -> list[Series]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length, dtype=np.float64)
+    return [
+        Series(f"s{i}", t, 100 + 10 * np.sin(2 * np.pi * (t + 3 * i) / 12) + rng.normal(0, 0.5, length))
+        for i in range(n)
+    ]
+
+
+def test_pinball_loss_is_minimised_by_the_quantile() -> None:
+    y = torch.randn(4000)
+    levels = (0.1, 0.5, 0.9)
+
+    def loss(q10: float) -> float:
+        out = torch.zeros(4000, 4, 1)
+        out[:, 1] = q10
+        out[:, 2] = 0.0
+        out[:, 3] = 1.2816
+        return float(forecast_loss(out, y[:, None], levels))
+
+    assert loss(-1.2816) < loss(-0.8) and loss(-1.2816) < loss(-1.8)
+
+
+def test_loss_ignores_unknown_targets() -> None:
+    y = torch.zeros(2, 4, 3)
+    t = torch.tensor([[1.0, 2.0, float("nan")], [float("nan")] * 3])
+    assert forecast_loss(y, t, (0.1, 0.5, 0.9)) == forecast_loss(y[:1, :, :2], t[:1, :2], (0.1, 0.5, 0.9))
+
+
+@pytest.mark.parametrize("family", ["gru", "transformer"])
+def test_training_learns_a_seasonal_signal(family: str) -> None:
+    series = seasonal_series()
+    config = ModelConfig(family=family, **TINY)
+    _, untrained = train(series, config, FAST.model_copy(update={"epochs": 1, "lr": 1e-9}), progress=False)
+    model, report = train(series, config, FAST, progress=False)
+    assert report.validation["loss"] < 0.8 * untrained.validation["loss"]
+    assert report.best_epoch >= 1 and len(report.history) == report.epochs
+
+
+def test_same_seed_same_weights() -> None:
+    series = seasonal_series(n=3, length=120)
+    cfg = FAST.model_copy(update={"epochs": 2})
+    a, _ = train(series, ModelConfig(family="lstm", **TINY), cfg, progress=False)
+    b, _ = train(series, ModelConfig(family="lstm", **TINY), cfg, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_calibration_hits_the_nominal_coverage_on_validation() -> None:
+    model, report = train(seasonal_series(), ModelConfig(family="rnn", **TINY), FAST, progress=False)
+    assert abs(report.validation["coverage"] - 0.8) < 0.01
+    assert model.config.interval_scale == pytest.approx(report.validation["interval_scale"], abs=1e-4)
+
+
+def test_calibration_factor_covers_the_requested_share() -> None:
+    rng = np.random.default_rng(1)
+    t = torch.tensor(rng.normal(0, 2.0, (500, 3)))
+    y = torch.zeros(500, 4, 3)
+    y[:, 1], y[:, 3] = -1.0, 1.0  # band ±1 around zero; truth has sd 2
+    c = calibrate_interval(y, t, 0.8)
+    assert abs(float(((t.abs() <= c).float()).mean()) - 0.8) < 0.01
+
+
+def test_too_short_series_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="too short to train on"):
+        train([Series("x", np.arange(10.0), np.arange(10.0))], ModelConfig(family="rnn", **TINY), FAST, progress=False)
