@@ -63,6 +63,12 @@ class Forecaster:
         return self._engine.model
 
     @property
+    def engine(self) -> Engine:
+        """The batched state engine: ``engine.advance(stream_ids, values)`` skips per-event
+        validation and ``Forecast`` objects (for callers that validated already, e.g. a worker)."""
+        return self._engine
+
+    @property
     def streams(self) -> list[str]:
         """Resident streams, least recently used first."""
         return self._engine.table.streams
@@ -85,11 +91,7 @@ class Forecaster:
         batch = validate_batch(events, self._engine.table.last_ts)
         if not batch:
             return []
-        streams = [ob.stream for ob in batch]
-        y = self._engine.advance(streams, [ob.value for ob in batch])  # (N, 1 + Q, H)
-        last_ts = self._engine.table.last_ts
-        for ob in batch:
-            last_ts[ob.stream] = ob.ts
+        y = self._engine.advance([ob.stream for ob in batch], [ob.ts for ob in batch], [ob.value for ob in batch])
         now, keys, name, version = time.time(), self._quantile_keys, self.name, self.version
         return [
             Forecast.trusted(ob.stream, ob.ts, name, version, rows[0], dict(zip(keys, rows[1:], strict=True)), now)

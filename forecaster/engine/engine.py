@@ -64,9 +64,14 @@ class Engine:
         self.evictions = 0
 
     @torch.inference_mode()
-    def advance(self, streams: Sequence[str], values: Sequence[float]) -> Tensor:
-        """Apply validated events in order; returns forecasts (N, 1 + Q, H) float64 on the CPU."""
+    def advance(self, streams: Sequence[str], ts: Sequence[float], values: Sequence[float]) -> Tensor:
+        """Apply validated events in order; returns forecasts (N, 1 + Q, H) float64 on the CPU.
+
+        Events must already be valid and in time order per stream (``validate_batch``)."""
         distinct = self._make_room(streams)
+        last_ts = self.table.last_ts
+        for s, t in zip(streams, ts, strict=True):
+            last_ts[s] = t
         slots = torch.tensor([self.table.slot(s) for s in streams], dtype=torch.int64)
         x = torch.tensor(values, dtype=torch.float64)
         if distinct == len(streams):  # one event per stream: a single step
