@@ -96,10 +96,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker(args: argparse.Namespace) -> int:
+    from workers import broker  # the command line is where the library and the workers meet
+
+    if args.action == "start":
+        info = broker.start(args.port)
+        print(f"broker running on {info.bootstrap} (pid {info.pid}, log {info.log})")
+    elif args.action == "stop":
+        print("broker stopped" if broker.stop(args.port) else f"no broker was running on port {args.port}")
+    else:
+        info = broker.status(args.port)
+        print(f"broker running on {info.bootstrap} (pid {info.pid})" if info else f"no broker on port {args.port}")
+        return 0 if info else 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forecaster", description="Streaming neural time-series forecasting on Kafka.")
     p.add_argument("--version", action="version", version=f"forecaster {forecaster.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("broker", help="the embedded local Kafka-protocol broker (in memory; development and demo)")
+    b.add_argument("action", choices=("start", "stop", "status"))
+    b.add_argument("--port", type=int, default=9092)
+    b.set_defaults(run=cmd_broker)
 
     t = sub.add_parser("train", help="train a model on series from a file; writes a checkpoint directory")
     _add_data(t)
