@@ -111,6 +111,42 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from workers.forecast_worker import ForecastWorker
+    from workers.settings import WorkerSettings
+    from workers.topics import ensure_topics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    flags = {k: getattr(args, k) for k in WorkerSettings.model_fields if k != "kafka"}
+    if args.kafka_option:
+        flags["kafka"] = dict(_option(o) for o in args.kafka_option)
+    settings = WorkerSettings.load(flags, args.config)
+    ensure_topics(settings, args.partitions)
+    registry = CollectorRegistry()
+    worker = ForecastWorker(settings, registry)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    worker.run()
+    return 0
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--kafka-option {text!r}: expected KEY=VALUE, e.g. security_protocol=SASL_SSL")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forecaster", description="Streaming neural time-series forecasting on Kafka.")
     p.add_argument("--version", action="version", version=f"forecaster {forecaster.__version__}")
@@ -131,6 +167,28 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--no-calibrate", action="store_true", help="keep the quantile band as trained")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(run=cmd_train)
+
+    s = sub.add_parser("serve", help="run a forecast worker: consume observations, produce forecasts")
+    s.add_argument("--config", help="JSON file of settings (flags and FORECASTER_* variables override it)")
+    from workers.settings import WorkerSettings
+
+    for name, info in WorkerSettings.model_fields.items():
+        if name != "kafka":
+            kind = {int: int, float: float}.get(info.annotation, str)
+            s.add_argument(
+                f"--{name.replace('_', '-')}",
+                type=kind if kind is not str else None,
+                default=None,
+                help=f"{info.description} (default {info.default})",
+            )
+    s.add_argument(
+        "--kafka-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra kafka-python client option, repeatable (security_protocol=SASL_SSL, …)",
+    )
+    s.add_argument("--partitions", type=int, default=4, help="partitions of the input topic if it must be created")
+    s.set_defaults(run=cmd_serve)
 
     e = sub.add_parser("evaluate", help="score a model or baseline on held-out data (sMAPE, MASE, OWA, coverage)")
     e.add_argument("--model", required=True, help="checkpoint directory, bundled name, or naive | snaive | naive2")

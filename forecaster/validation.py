@@ -7,7 +7,7 @@ Each rejection carries one of the dead-letter reasons of DESIGN.md, so that the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -48,3 +48,45 @@ def validate_batch(
             raise InvalidEventError(i, reason, f"ts {ob.ts} is not after stream {ob.stream[:64]!r}'s last ts {prev}")
         seen[ob.stream] = ob.ts
     return batch
+
+
+class Rejected(NamedTuple):
+    """An event that failed validation: its index in the batch, dead-letter reason and detail."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+_ONE = TypeAdapter(Observation)
+
+
+def validate_each(
+    events: Sequence[Any], last_ts: Mapping[str, float]
+) -> tuple[list[tuple[int, Observation]], list[Rejected]]:
+    """Split a batch into valid events (with their index) and rejected ones, instead of raising:
+    what a worker needs to route bad records to the dead-letter topic and keep going."""
+    try:
+        parsed: list[Observation | Rejected] = list(_BATCH.validate_python(list(events)))
+    except ValidationError:  # something is bad: find it record by record
+        parsed = []
+        for i, e in enumerate(events):
+            try:
+                parsed.append(_ONE.validate_python(e))
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "event"
+                parsed.append(Rejected(i, _reason(first["type"]), f"{where}: {first['msg']}"))
+    valid, rejected, seen = [], [], {}
+    for i, ob in enumerate(parsed):
+        if isinstance(ob, Rejected):
+            rejected.append(ob)
+            continue
+        prev = seen.get(ob.stream, last_ts.get(ob.stream))
+        if prev is not None and ob.ts <= prev:
+            reason = "duplicate" if ob.ts == prev else "out_of_order"
+            rejected.append(Rejected(i, reason, f"ts {ob.ts} is not after the stream's last ts {prev}"))
+            continue
+        seen[ob.stream] = ob.ts
+        valid.append((i, ob))
+    return valid, rejected

@@ -123,3 +123,9 @@ class Engine:
         self.pool.grow(max(1, len(streams)))
         self.pool.load_rows(torch.arange(len(streams), device=self.device), rows)
         self.table = table
+
+    def read(self, name: str, streams: Sequence[str]) -> Tensor:
+        """State entry ``name`` of the given resident streams, on the CPU (e.g. the scaler's
+        ``x_scale`` to put a live forecast error in the stream's units)."""
+        slots = torch.tensor([self.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
+        return self.pool.tensors[name].index_select(0, slots).cpu()

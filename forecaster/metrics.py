@@ -1,0 +1,63 @@
+"""The service's Prometheus metrics (DESIGN.md, "Metrics"): base units, no label per stream.
+
+All live in one ``Metrics`` object built on an injectable registry, fed from a few hooks in the
+worker, so the processing code stays free of metric plumbing and tests read values with
+``registry.get_sample_value(...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets from 1 ms to 10 s: the service aims at tens of milliseconds end to end.
+LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
+ERROR = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    events: Counter
+    invalid_events: Counter
+    forecasts: Counter
+    e2e_latency: Histogram
+    inference: Histogram
+    batch_size: Histogram
+    active_streams: Gauge
+    evictions: Counter
+    consumer_lag: Gauge
+    realized_error: Histogram
+    interval_coverage: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        def kw(name: str, doc: str) -> dict:
+            return {"name": name, "documentation": doc, "registry": registry}
+
+        return cls(
+            events=Counter(**kw("forecaster_events_total", "Input records consumed")),
+            invalid_events=Counter(
+                **kw("forecaster_invalid_events_total", "Records sent to the dead-letter topic"), labelnames=("reason",)
+            ),
+            forecasts=Counter(**kw("forecaster_forecasts_total", "Forecasts produced"), labelnames=("model",)),
+            e2e_latency=Histogram(
+                **kw("forecaster_e2e_latency_seconds", "Input record's Kafka timestamp to its forecast acknowledged"),
+                buckets=LATENCY,
+            ),
+            inference=Histogram(**kw("forecaster_inference_seconds", "One batched engine step"), buckets=LATENCY),
+            batch_size=Histogram(**kw("forecaster_batch_size", "Valid events per engine batch"), buckets=BATCH),
+            active_streams=Gauge(**kw("forecaster_active_streams", "Streams with state resident on this worker")),
+            evictions=Counter(**kw("forecaster_evictions_total", "Streams evicted (idle or over the stream cap)")),
+            consumer_lag=Gauge(
+                **kw("forecaster_consumer_lag", "Records behind the partition's end"), labelnames=("partition",)
+            ),
+            realized_error=Histogram(
+                **kw("forecaster_realized_error", "|one-step error| / the stream's mean |one-step change|"),
+                buckets=ERROR,
+            ),
+            interval_coverage=Gauge(
+                **kw("forecaster_interval_coverage_ratio", "Share of realized values inside the forecast 0.1-0.9 band")
+            ),
+        )

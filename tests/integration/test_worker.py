@@ -1,0 +1,184 @@
+"""The forecast worker as users run it: a `forecaster serve` process against the embedded broker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+import forecaster
+from tests.conftest import random_walks
+from tests.integration.conftest import free_port
+from workers.broker import BrokerInfo
+
+pytestmark = pytest.mark.kafka
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Worker:
+    def __init__(self, kafka: BrokerInfo, model: Path, topics: dict[str, str], tmp: Path) -> None:
+        self.metrics_port = free_port()
+        self.log = (tmp / f"worker-{uuid.uuid4().hex[:6]}.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "forecaster.cli",
+                "serve",
+                "--bootstrap",
+                kafka.bootstrap,
+                "--model",
+                str(model),
+                "--device",
+                "cpu",
+                "--input",
+                topics["input"],
+                "--output",
+                topics["output"],
+                "--dead-letters",
+                topics["dlq"],
+                "--state-topic",
+                topics["state"],
+                "--group",
+                topics["group"],
+                "--metrics-port",
+                str(self.metrics_port),
+                "--kafka-option",
+                "session_timeout_ms=6000",
+                "--kafka-option",
+                "heartbeat_interval_ms=1000",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+    def sample(self, name: str) -> float:
+        lines = [
+            line for line in self.metrics().splitlines() if line.startswith(name + " ") or line.startswith(name + "{")
+        ]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "gru"
+    forecaster.build("gru", seed=0, device="cpu", d_model=16, n_layer=1, horizon=4).save(path)
+    return path
+
+
+@pytest.fixture
+def topics() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "input": f"prices-{tag}",
+        "output": f"forecasts-{tag}",
+        "dlq": f"dlq-{tag}",
+        "state": f"state-{tag}",
+        "group": f"g-{tag}",
+    }
+
+
+@pytest.fixture
+def worker(kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(kafka, model_dir, topics, tmp_path)
+    yield w
+    if w.proc.poll() is None:
+        w.proc.kill()
+        w.proc.wait()
+
+
+def consume(kafka: BrokerInfo, topic: str, n: int, seconds: float = 60) -> list[dict]:
+    """The first n messages of every partition of ``topic`` (assigned directly: no group to join)."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
+    out: list[dict] = []
+    try:
+        wait_for(lambda: bool(consumer.partitions_for_topic(topic)), seconds, f"topic {topic}")
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        wait_for(
+            lambda: out.extend(json.loads(r.value) for rs in consumer.poll(100).values() for r in rs) or len(out) >= n,
+            seconds,
+            f"{n} messages on {topic}",
+        )
+    finally:
+        consumer.close()
+    return out
+
+
+def test_worker_forecasts_equal_the_library_and_bad_records_go_to_the_dlq(
+    kafka: BrokerInfo, worker: Worker, topics: dict[str, str], model_dir: Path
+) -> None:
+    values = random_walks(6, 15, seed=3)
+    events = [
+        {"stream": f"T{i}", "ts": 1.7e9 + 60 * t, "value": float(values[i, t])}
+        for t in range(values.shape[1])
+        for i in range(values.shape[0])
+    ]
+    bad = [
+        (b"T0", b"{not json"),
+        (b"T1", json.dumps({"stream": "T1", "ts": 5.0, "value": "x"}).encode()),
+        (b"T2", json.dumps({"stream": "T2", "ts": 1.8e9, "value": float("nan")}).encode()),  # NaN literal
+        (b"T3", json.dumps({"stream": "T3", "ts": 1.0, "value": 1.0}).encode()),  # before T3's history
+        (b"T4", b"\xff\xfe binary"),
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    for e in events[:30]:
+        producer.send(topics["input"], key=e["stream"].encode(), value=json.dumps(e).encode())
+    producer.flush()
+    for key, value in bad:
+        producer.send(topics["input"], key=key, value=value)
+    for e in events[30:]:
+        producer.send(topics["input"], key=e["stream"].encode(), value=json.dumps(e).encode())
+    producer.flush()
+    producer.close()
+
+    got = consume(kafka, topics["output"], len(events))
+    dead = consume(kafka, topics["dlq"], len(bad))
+    expected = {(f.stream, f.ts): f for f in forecaster.load(model_dir, device="cpu").update(events)}
+    assert len(got) == len(events) and {(g["stream"], g["ts"]) for g in got} == set(expected)
+    for g in got:
+        want = expected[(g["stream"], g["ts"])]
+        np.testing.assert_allclose(g["point"], want.point, rtol=1e-6)
+        np.testing.assert_allclose(g["quantiles"]["0.9"], want.quantiles["0.9"], rtol=1e-6)
+        assert g["source"]["topic"] == topics["input"] and g["model"] == "gru" and g["horizon"] == 4
+    assert sorted(d["error"] for d in dead) == [
+        "invalid_json",
+        "invalid_json",
+        "invalid_schema",
+        "non_finite",
+        "out_of_order",
+    ]
+    assert next(d for d in dead if d.get("raw_encoding") == "base64")["source"]["topic"] == topics["input"]
+
+    wait_for(lambda: worker.sample("forecaster_forecasts_total") == len(events), 30, "forecast counter")
+    assert worker.sample("forecaster_events_total") == len(events) + len(bad)
+    assert worker.sample('forecaster_invalid_events_total{reason="invalid_json"}') == 2
+    assert worker.sample("forecaster_active_streams") == 6
+    assert worker.sample("forecaster_e2e_latency_seconds_count") == len(events) + len(bad)
+    assert 0 <= worker.sample("forecaster_interval_coverage_ratio") <= 1
+    assert worker.sample("forecaster_realized_error_count") == len(events) - 6  # every value after a stream's first
+    assert worker.terminate() == 0
