@@ -8,7 +8,7 @@ blob = fc.snapshot(); fc2 = forecaster.load("lstm"); fc2.restore(blob)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +98,26 @@ class Forecaster:
             for ob, rows in zip(batch, y.tolist(), strict=True)
         ]
 
-    def snapshot(self) -> bytes:
-        """All per-stream state as bytes (no pickle); ``restore`` on the same model continues exactly."""
+    def snapshot(self, streams: Iterable[str] | None = None) -> bytes:
+        """Per-stream state as bytes (no pickle), of every resident stream or of ``streams`` (those
+        of them that are resident); ``restore`` on the same model continues exactly."""
         engine = self._engine
-        streams = engine.table.streams
+        table = engine.table
+        streams = table.streams if streams is None else [s for s in dict.fromkeys(streams) if s in table]
         slots = torch.tensor([engine.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
         rows = engine.pool.rows(slots)
         return encode_snapshot(self._identity(), streams, [engine.table.last_ts[s] for s in streams], rows)
 
-    def restore(self, blob: bytes) -> None:
-        """Replace all per-stream state with a snapshot's; ``ValueError`` if it is corrupt or foreign."""
+    def restore(self, blob: bytes, merge: bool = False) -> None:
+        """Replace all per-stream state with a snapshot's (or, with ``merge``, add its streams to
+        the resident ones); ``ValueError`` if it is corrupt or foreign, and then nothing changes."""
         spec = {k: (e.shape, e.dtype) for k, e in self._engine.pool.spec.items()}
         streams, last_ts, rows = decode_snapshot(blob, self._identity(), spec)
-        self._engine.load(streams, last_ts, rows)
+        self._engine.load(streams, last_ts, rows, merge)
+
+    def forget(self, streams: Iterable[str]) -> None:
+        """Drop the state of these streams (they start fresh if they come back)."""
+        self._engine.drop(list(streams))
 
     def save(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write the model as a checkpoint directory that ``load`` reads."""

@@ -9,6 +9,12 @@ One turn of the loop (``step``):
   5. produce forecasts and dead letters, flush (wait for the broker's acks);
   6. commit the input offsets of the batch.
 A crash between 5 and 6 replays the batch: delivery is at least once.
+
+Exact recovery: every ``snapshot_interval_s``, on revocation and on shutdown, the state of each
+owned partition's streams goes to the state topic, tagged with the partition's committed offset
+(``workers.snapshots``). On assignment the partition is paused; the loop then restores its newest
+snapshot, seeks to the snapshot's offset (the beginning without one) and replays up to the
+group's committed offset silently: state only, no forecast is produced twice.
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 import forecaster
 from forecaster.metrics import Metrics
 from forecaster.validation import validate_each
-from workers import codec
+from workers import codec, snapshots
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("forecaster.worker")
@@ -88,25 +94,32 @@ class ForecastWorker:
         self.producer = KafkaProducer(**{"acks": "all", "linger_ms": 2, **settings.options_for(KafkaProducer)})
         self.running = True
         self._evictions = 0
+        self.partition_of: dict[str, TopicPartition] = {}  # stream -> the input partition it arrives on
+        self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
+        self.silent_until: dict[TopicPartition, int] = {}  # replayed records below this produce nothing
+        self.recovering: set[TopicPartition] = set()
+        self.last_snapshot = time.monotonic()
 
     def stop(self) -> None:
         """Finish the batch in hand, flush, commit, then leave ``run`` (safe from a signal handler)."""
         self.running = False
 
     def run(self) -> None:
-        self.consumer.subscribe([self.settings.input])
+        self.consumer.subscribe([self.settings.input], listener=_Rebalance(self))
         log.info("worker started: %s", self.settings.redacted())
         try:
             while self.running:
                 self.step()
         finally:
+            self.consumer.close()  # leaving the group revokes: the listener writes the final snapshots
             self.producer.flush()
             self.producer.close()
-            self.consumer.close()
             log.info("worker stopped")
 
     def step(self) -> int:
         """One poll -> forecasts -> commit turn; returns how many records it handled."""
+        if self.recovering:
+            self.recover()
         polled = self.consumer.poll(timeout_ms=self.settings.max_wait_ms, max_records=self.settings.max_batch)
         records = [r for rs in polled.values() for r in rs]
         if not records:
@@ -133,15 +146,21 @@ class ForecastWorker:
             m.batch_size.observe(len(valid))
             self.accuracy.observe(streams, values, rows, engine.read("x_scale", streams).tolist())
             now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
+            produced = 0
             for (i, ob), row in zip(valid, rows, strict=True):
                 r = records[i]
+                tp = TopicPartition(r.topic, r.partition)
+                self.partition_of[ob.stream] = tp
+                if r.offset < self.silent_until.get(tp, -1):
+                    continue  # replayed to rebuild state: its forecast was produced and committed before
+                produced += 1
                 src = codec.source(r.topic, r.partition, r.offset)
                 self.producer.send(
                     topic,
                     key=r.key or ob.stream.encode(),
                     value=codec.forecast(ob.stream, ob.ts, name, version, row, self.keys, src, now),
                 )
-            m.forecasts.labels(name).inc(len(valid))
+            m.forecasts.labels(name).inc(produced)
         self.producer.flush()  # every forecast and dead letter acknowledged before the offsets move
         acked = time.time()
         for r in records:
@@ -151,6 +170,8 @@ class ForecastWorker:
         return len(records)
 
     def _dead(self, record: Any, reason: str, detail: str) -> None:
+        if record.offset < self.silent_until.get(TopicPartition(record.topic, record.partition), -1):
+            return  # sent when the record was first seen
         self.metrics.invalid_events.labels(reason).inc()
         src = codec.source(record.topic, record.partition, record.offset)
         self.producer.send(
@@ -163,6 +184,60 @@ class ForecastWorker:
             tp = TopicPartition(r.topic, r.partition)
             last[tp] = max(last[tp], r.offset + 1)
         self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()})
+        self.committed.update(last)
+        if time.monotonic() - self.last_snapshot >= self.settings.snapshot_interval_s:
+            self.snapshot(self.consumer.assignment())
+
+    def snapshot(self, partitions: set[TopicPartition]) -> None:
+        """Write the state of these partitions' streams, tagged with their committed offsets."""
+        owned: dict[TopicPartition, list[str]] = defaultdict(list)
+        for stream, tp in self.partition_of.items():
+            owned[tp].append(stream)
+        for tp in partitions:
+            if tp in self.committed and tp not in self.recovering:
+                snapshots.write(self.producer, self.settings, tp.partition, self.committed[tp],
+                                self.fc.snapshot(owned.get(tp, [])))
+        self.producer.flush()
+        self.last_snapshot = time.monotonic()
+
+    def release(self, partitions: set[TopicPartition]) -> None:
+        """Forget the streams of partitions this worker no longer owns."""
+        gone = [s for s, tp in self.partition_of.items() if tp in partitions]
+        self.fc.forget(gone)
+        for s in gone:
+            del self.partition_of[s]
+        for tp in partitions:
+            self.committed.pop(tp, None)
+            self.silent_until.pop(tp, None)
+            self.recovering.discard(tp)
+
+    def recover(self) -> None:
+        """Rebuild the state of newly assigned partitions: newest snapshot, then a silent replay
+        from its offset (or from the beginning) up to the group's committed offset."""
+        tps, self.recovering = self.recovering, set()
+        found = snapshots.read_latest(self.settings, {tp.partition for tp in tps})
+        for tp in tps:
+            committed = self.consumer.committed(tp)
+            if committed is None:  # nothing processed yet by the group: start as configured
+                self.consumer.resume(tp)
+                continue
+            snap = found.get(tp.partition)
+            start = None
+            if snap is not None and snap.offset <= committed:
+                try:
+                    self.fc.restore(snap.blob, merge=True)
+                    start = snap.offset
+                except ValueError as e:  # e.g. a snapshot of another model version: rebuild instead
+                    log.warning("partition %s: snapshot not usable (%s); replaying from the beginning", tp, e)
+            if start is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, start)
+            self.committed[tp] = committed
+            self.silent_until[tp] = committed
+            self.consumer.resume(tp)
+            log.info("partition %s: restored %s, replaying silently up to offset %d", tp,
+                     f"snapshot at offset {start}" if start is not None else "no snapshot", committed)
 
     def _housekeeping(self, polled: dict[TopicPartition, list[Any]]) -> None:
         engine, m = self.fc.engine, self.metrics
@@ -175,3 +250,20 @@ class ForecastWorker:
             high = self.consumer.highwater(tp)
             if high is not None:
                 m.consumer_lag.labels(str(tp.partition)).set(max(0, high - self.consumer.position(tp)))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Runs inside ``poll``: no blocking consumer calls here (kafka-python 3.0), so assignment
+    only pauses the partitions and leaves their recovery to the loop."""
+
+    def __init__(self, worker: ForecastWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.worker.snapshot(set(revoked))  # every processed batch is committed already
+        self.worker.release(set(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            self.worker.consumer.pause(*assigned)
+            self.worker.recovering |= set(assigned)

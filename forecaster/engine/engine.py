@@ -113,16 +113,25 @@ class Engine:
             self.pool.reset(fresh.to(self.device))
         return len(batch)
 
-    def load(self, streams: list[str], last_ts: list[float], rows: dict[str, Tensor]) -> None:
-        """Replace every stream with the given ones (LRU order), their state rows and last times."""
+    def load(self, streams: list[str], last_ts: list[float], rows: dict[str, Tensor], merge: bool = False) -> None:
+        """Set the given streams' state rows and last times (in LRU order). Without ``merge`` they
+        replace every resident stream; with it they join them (overwriting streams of the same id)."""
         now = self.clock()
-        table = SlotTable()
+        if not merge:
+            self.table = SlotTable()
+        table = self.table
+        table.touch((s for s in streams if s in table), now)
+        slots = [table.slot(s) if s in table else table.assign(s, now) for s in streams]
         for s, ts in zip(streams, last_ts, strict=True):
-            table.assign(s, now)
             table.last_ts[s] = ts
-        self.pool.grow(max(1, len(streams)))
-        self.pool.load_rows(torch.arange(len(streams), device=self.device), rows)
-        self.table = table
+        self.pool.grow(max(1, table.high_water))
+        self.pool.load_rows(torch.tensor(slots, dtype=torch.int64, device=self.device), rows)
+
+    def drop(self, streams: Sequence[str]) -> None:
+        """Forget these streams (e.g. of partitions this worker no longer owns); not counted as evictions."""
+        for s in streams:
+            if s in self.table:
+                self.table.evict(s)
 
     def read(self, name: str, streams: Sequence[str]) -> Tensor:
         """State entry ``name`` of the given resident streams, on the CPU (e.g. the scaler's

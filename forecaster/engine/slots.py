@@ -61,7 +61,7 @@ class SlotTable:
             oldest = next(iter(self._slots))
             if now - self._last_seen[oldest] <= idle_timeout:
                 break
-            self._evict(oldest)
+            self.evict(oldest)
             n += 1
         return n
 
@@ -69,10 +69,11 @@ class SlotTable:
         """Evict the ``count`` least recently used streams."""
         n = max(0, min(count, len(self._slots)))
         for _ in range(n):
-            self._evict(next(iter(self._slots)))
+            self.evict(next(iter(self._slots)))
         return n
 
-    def _evict(self, stream: str) -> None:
+    def evict(self, stream: str) -> None:
+        """Free a stream's slot and forget its metadata."""
         self._free.append(self._slots.pop(stream))
         self.last_ts.pop(stream, None)
         del self._last_seen[stream]

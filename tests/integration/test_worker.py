@@ -33,9 +33,10 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 class Worker:
-    def __init__(self, kafka: BrokerInfo, model: Path, topics: dict[str, str], tmp: Path) -> None:
+    def __init__(self, kafka: BrokerInfo, model: Path, topics: dict[str, str], tmp: Path, *extra: str) -> None:
         self.metrics_port = free_port()
-        self.log = (tmp / f"worker-{uuid.uuid4().hex[:6]}.log").open("w")
+        self.log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -64,6 +65,7 @@ class Worker:
                 "session_timeout_ms=6000",
                 "--kafka-option",
                 "heartbeat_interval_ms=1000",
+                *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -112,17 +114,26 @@ def worker(kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path:
         w.proc.wait()
 
 
-def consume(kafka: BrokerInfo, topic: str, n: int, seconds: float = 60) -> list[dict]:
-    """The first n messages of every partition of ``topic`` (assigned directly: no group to join)."""
+def consume(
+    kafka: BrokerInfo,
+    topic: str,
+    n: int = 0,
+    seconds: float = 60,
+    parse: Callable = json.loads,
+    until: Callable[[list], bool] | None = None,
+) -> list:
+    """Messages of every partition of ``topic`` from the start (assigned directly: no group to
+    join) until there are n of them, or ``until(messages)`` holds."""
+    done = until or (lambda out: len(out) >= n)
     consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
-    out: list[dict] = []
+    out: list = []
     try:
         wait_for(lambda: bool(consumer.partitions_for_topic(topic)), seconds, f"topic {topic}")
         consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
         wait_for(
-            lambda: out.extend(json.loads(r.value) for rs in consumer.poll(100).values() for r in rs) or len(out) >= n,
+            lambda: out.extend(parse(r.value) for rs in consumer.poll(100).values() for r in rs) or done(out),
             seconds,
-            f"{n} messages on {topic}",
+            f"messages on {topic}",
         )
     finally:
         consumer.close()
@@ -182,3 +193,56 @@ def test_worker_forecasts_equal_the_library_and_bad_records_go_to_the_dlq(
     assert 0 <= worker.sample("forecaster_interval_coverage_ratio") <= 1
     assert worker.sample("forecaster_realized_error_count") == len(events) - 6  # every value after a stream's first
     assert worker.terminate() == 0
+
+
+def publish(kafka: BrokerInfo, topic: str, events: list[dict]) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    for e in events:
+        producer.send(topic, key=e["stream"].encode(), value=json.dumps(e).encode())
+    producer.flush()
+    producer.close()
+
+
+def price_events(n_streams: int, steps: int, seed: int, t0: int = 0) -> list[dict]:
+    values = random_walks(n_streams, t0 + steps, seed=seed)
+    return [
+        {"stream": f"S{i}", "ts": 1.7e9 + 60 * t, "value": float(values[i, t])}
+        for t in range(t0, t0 + steps)
+        for i in range(n_streams)
+    ]
+
+
+def assert_exact(got: list[dict], events: list[dict], model_dir: Path) -> None:
+    """Every event has a forecast (repeats allowed: at least once), equal to the library's."""
+    expected = {(f.stream, f.ts): f for f in forecaster.load(model_dir, device="cpu").update(events)}
+    seen: dict[tuple[str, float], list[float]] = {}
+    for g in got:
+        key = (g["stream"], g["ts"])
+        np.testing.assert_allclose(g["point"], expected[key].point, rtol=1e-6, err_msg=str(key))
+        seen[key] = g["point"]
+    assert set(seen) == set(expected)
+
+
+def test_sigkill_then_restart_continues_with_the_same_forecasts(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    events = price_events(12, 40, seed=21)
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    a = Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.2")
+    publish(kafka, topics["input"], first)
+    consume(kafka, topics["output"], len(first))
+    consume(kafka, topics["state"], 1, parse=bytes)  # a snapshot was written
+    a.proc.kill()
+    a.proc.wait()
+    publish(kafka, topics["input"], second)
+    b = Worker(kafka, model_dir, topics, tmp_path)
+    try:
+        got = consume(
+            kafka, topics["output"], until=lambda out: len({(g["stream"], g["ts"]) for g in out}) == len(events)
+        )
+        assert_exact(got, events, model_dir)
+        assert "restored snapshot at offset" in b.log_path.read_text()
+        assert b.terminate() == 0
+    finally:
+        if b.proc.poll() is None:
+            b.proc.kill()

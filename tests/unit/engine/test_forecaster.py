@@ -242,3 +242,18 @@ def test_cuda_matches_cpu(family: str) -> None:
     gpu = forecaster.build(family, seed=0, device="cuda", **SMALL)
     assert all(t.device.type == "cuda" for t in gpu._engine.pool.tensors.values())
     np.testing.assert_allclose(run(gpu, batches), run(build(family), batches), rtol=1e-5)
+
+
+def test_partial_snapshot_merges_into_another_instance_and_forget_drops(family: str) -> None:
+    batches = events(random_walks(6, 20, seed=12))
+    fc = build(family)
+    run(fc, batches[:10])
+    part = fc.snapshot(["s0", "s3", "missing"])
+    other = build(family)
+    run(other, events(random_walks(2, 3, seed=13), ["x", "y"]))
+    other.restore(part, merge=True)
+    assert sorted(other.streams) == ["s0", "s3", "x", "y"]
+    later = [[e for e in b if e["stream"] in ("s0", "s3")] for b in batches[10:]]
+    assert np.array_equal(run(other, later), run(fc, later))
+    other.forget(["x", "s0"])
+    assert sorted(other.streams) == ["s3", "y"] and other.evictions == 0

@@ -1,0 +1,74 @@
+"""Per-partition state snapshots on the state topic (``forecaster.state``).
+
+A snapshot of the streams of input partition p is written as chunks (Kafka's default message
+limit is 1 MB), each keyed ``<input topic>:<p>:<part>`` (so a compacted topic keeps every part of
+the newest snapshot) with headers naming the snapshot id, the part count and the input offset it
+covers: the next offset to consume, every record before it being in the state. Reading takes
+the newest snapshot whose parts are all present. The embedded broker does not compact, so the
+reader goes through the whole topic and keeps the newest per partition.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from workers.settings import WorkerSettings
+
+CHUNK = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    partition: int
+    offset: int  # next input offset to consume; the state holds every record before it
+    blob: bytes
+
+
+def write(producer: KafkaProducer, settings: WorkerSettings, partition: int, offset: int, blob: bytes) -> None:
+    snap, parts = uuid.uuid4().hex.encode(), max(1, -(-len(blob) // CHUNK))
+    for i in range(parts):
+        headers = [("snapshot", snap), ("part", str(i).encode()), ("parts", str(parts).encode()),
+                   ("offset", str(offset).encode())]
+        producer.send(settings.state_topic, key=f"{settings.input}:{partition}:{i}".encode(),
+                      value=blob[i * CHUNK : (i + 1) * CHUNK], headers=headers)
+
+
+def read_latest(settings: WorkerSettings, partitions: set[int], timeout_s: float = 30.0) -> dict[int, Snapshot]:
+    """The newest complete snapshot of each of ``partitions`` of the input topic."""
+    consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
+    chunks: dict[bytes, dict[int, bytes]] = {}
+    newest: dict[int, tuple[bytes, int, int]] = {}  # partition -> snapshot id, parts, offset
+    try:
+        found = consumer.partitions_for_topic(settings.state_topic) or set()
+        tps = [TopicPartition(settings.state_topic, p) for p in found]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(tps)
+        deadline, quiet = time.monotonic() + timeout_s, 0
+        # The embedded broker's end offsets can be short by a batch: stop after a quiet poll too.
+        while time.monotonic() < deadline and (any(consumer.position(tp) < end[tp] for tp in tps) or quiet < 2):
+            batch = consumer.poll(timeout_ms=100)
+            quiet = 0 if batch else quiet + 1
+            for record in (r for rs in batch.values() for r in rs):
+                topic, _, rest = (record.key or b"").decode(errors="replace").rpartition(":")[0].rpartition(":")
+                if topic != settings.input or not rest.isdigit() or int(rest) not in partitions:
+                    continue
+                h = {k: v for k, v in record.headers or []}
+                snap, part, parts, offset = h["snapshot"], int(h["part"]), int(h["parts"]), int(h["offset"])
+                chunks.setdefault(snap, {})[part] = record.value
+                if part == 0:
+                    newest[int(rest)] = (snap, parts, offset)
+    finally:
+        consumer.close()
+    out = {}
+    for p, (snap, parts, offset) in newest.items():
+        got = chunks.get(snap, {})
+        if len(got) == parts:
+            out[p] = Snapshot(p, offset, b"".join(got[i] for i in range(parts)))
+    return out
