@@ -246,3 +246,45 @@ def test_sigkill_then_restart_continues_with_the_same_forecasts(
     finally:
         if b.proc.poll() is None:
             b.proc.kill()
+
+
+def test_two_workers_split_the_streams_and_one_takes_over_when_the_other_dies(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    events = price_events(16, 30, seed=22)
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    a = Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.2")
+    b = Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.2")
+    try:
+        wait_for(
+            lambda: (
+                "Updated partition assignment" in a.log_path.read_text()
+                and "Updated partition assignment" in b.log_path.read_text()
+            ),
+            60,
+            "both workers assigned",
+        )
+        publish(kafka, topics["input"], first)
+        consume(kafka, topics["output"], until=lambda out: len({(g["stream"], g["ts"]) for g in out}) == len(first))
+        wait_for(
+            lambda: a.sample("forecaster_active_streams") + b.sample("forecaster_active_streams") == 16,
+            30,
+            "every stream resident on one worker",
+        )
+        assert a.sample("forecaster_active_streams") > 0 and b.sample("forecaster_active_streams") > 0
+        a.proc.kill()
+        a.proc.wait()
+        publish(kafka, topics["input"], second)
+        got = consume(
+            kafka,
+            topics["output"],
+            seconds=90,
+            until=lambda out: len({(g["stream"], g["ts"]) for g in out}) == len(events),
+        )
+        assert_exact(got, events, model_dir)
+        wait_for(lambda: b.sample("forecaster_active_streams") == 16, 30, "the survivor holds every stream")
+        assert b.terminate() == 0
+    finally:
+        for w in (a, b):
+            if w.proc.poll() is None:
+                w.proc.kill()
