@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 import forecaster
 from forecaster.data import Columns, load_series, season_of
 from forecaster.errors import ForecasterError
-from forecaster.models import FAMILIES, ModelConfig
+from forecaster.models import FAMILIES, ModelConfig, ScalerConfig
 from forecaster.training import TrainConfig
 
 # Fields of the configs that get a flag of their own (--d-model, --epochs, …).
@@ -59,7 +59,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from forecaster.training import train
 
     series = load_series(args.data, args.layout, _columns(args))
-    model_config = ModelConfig(family=args.model, quantiles=tuple(args.quantiles), **_pick(args, _MODEL_FLAGS))
+    model_config = ModelConfig(
+        family=args.model,
+        quantiles=tuple(args.quantiles),
+        scaler=ScalerConfig(lags=args.lags),
+        **_pick(args, _MODEL_FLAGS),
+    )
     cfg = TrainConfig(calibrate=not args.no_calibrate, **_pick(args, _TRAIN_FLAGS))
     model, report = train(series, model_config, cfg, progress=not args.quiet)
     metadata = {
@@ -162,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, choices=FAMILIES, help="model family")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    t.add_argument("--lags", type=int, default=0, help=ScalerConfig.model_fields["lags"].description + " (default 0)")
     _add_fields(t, ModelConfig, _MODEL_FLAGS)
     _add_fields(t, TrainConfig, _TRAIN_FLAGS)
     t.add_argument("--no-calibrate", action="store_true", help="keep the quantile band as trained")

@@ -195,8 +195,9 @@ class ForecastWorker:
             owned[tp].append(stream)
         for tp in partitions:
             if tp in self.committed and tp not in self.recovering:
-                snapshots.write(self.producer, self.settings, tp.partition, self.committed[tp],
-                                self.fc.snapshot(owned.get(tp, [])))
+                snapshots.write(
+                    self.producer, self.settings, tp.partition, self.committed[tp], self.fc.snapshot(owned.get(tp, []))
+                )
         self.producer.flush()
         self.last_snapshot = time.monotonic()
 
@@ -236,8 +237,12 @@ class ForecastWorker:
             self.committed[tp] = committed
             self.silent_until[tp] = committed
             self.consumer.resume(tp)
-            log.info("partition %s: restored %s, replaying silently up to offset %d", tp,
-                     f"snapshot at offset {start}" if start is not None else "no snapshot", committed)
+            log.info(
+                "partition %s: restored %s, replaying silently up to offset %d",
+                tp,
+                f"snapshot at offset {start}" if start is not None else "no snapshot",
+                committed,
+            )
 
     def _housekeeping(self, polled: dict[TopicPartition, list[Any]]) -> None:
         engine, m = self.fc.engine, self.metrics

@@ -31,10 +31,18 @@ class Snapshot:
 def write(producer: KafkaProducer, settings: WorkerSettings, partition: int, offset: int, blob: bytes) -> None:
     snap, parts = uuid.uuid4().hex.encode(), max(1, -(-len(blob) // CHUNK))
     for i in range(parts):
-        headers = [("snapshot", snap), ("part", str(i).encode()), ("parts", str(parts).encode()),
-                   ("offset", str(offset).encode())]
-        producer.send(settings.state_topic, key=f"{settings.input}:{partition}:{i}".encode(),
-                      value=blob[i * CHUNK : (i + 1) * CHUNK], headers=headers)
+        headers = [
+            ("snapshot", snap),
+            ("part", str(i).encode()),
+            ("parts", str(parts).encode()),
+            ("offset", str(offset).encode()),
+        ]
+        producer.send(
+            settings.state_topic,
+            key=f"{settings.input}:{partition}:{i}".encode(),
+            value=blob[i * CHUNK : (i + 1) * CHUNK],
+            headers=headers,
+        )
 
 
 def read_latest(settings: WorkerSettings, partitions: set[int], timeout_s: float = 30.0) -> dict[int, Snapshot]:

@@ -21,6 +21,7 @@ class ScalerConfig(BaseModel):
         0.01, gt=0, description="prior scale as a share of the first |value|: one pseudo-observation"
     )
     clip: float = Field(10.0, gt=0, description="features are clipped to ±clip scale units (outliers)")
+    lags: int = Field(0, ge=0, description="also feed (x_{t-j} - x_t) / s for j = 1..lags, e.g. a season (24 hourly)")
 
 
 class ModelConfig(BaseModel):

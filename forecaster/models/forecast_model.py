@@ -18,7 +18,7 @@ from forecaster.models.config import Family, ModelConfig
 from forecaster.models.gru import GRU
 from forecaster.models.lstm import LSTM
 from forecaster.models.rnn import RNN
-from forecaster.models.scaling import N_FEATURES, Scaler
+from forecaster.models.scaling import Scaler
 from forecaster.models.transformer import Transformer
 
 CORES: dict[Family, type[StreamingCore]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "transformer": Transformer}
@@ -37,7 +37,7 @@ class ForecastModel(nn.Module):
         super().__init__()
         self.config = config
         self.scaler = Scaler(config.scaler)
-        self.core = CORES[config.family](config, N_FEATURES)
+        self.core = CORES[config.family](config, self.scaler.n_features)
         self.head = nn.Linear(config.d_model, (1 + len(config.quantiles)) * config.horizon)
 
     def state_spec(self) -> dict[str, StateEntry]:

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from forecaster.models import ForecastModel, ModelConfig, advance, init_state
-from forecaster.models.scaling import N_FEATURES
 from tests.conftest import random_walks
 
 SMALL = {"d_model": 16, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "window": 8, "d_ff": 32, "horizon": 5}
@@ -36,6 +35,15 @@ def test_step_through_series_equals_sequence_forward(family: str, window: int) -
         seq, step = model(x), stepwise(model, x)
     assert seq.shape == (4, x.shape[1], 1 + 3, 5)
     assert (seq - step).abs().max().item() <= 1e-5
+
+
+def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
+    from forecaster.models import ScalerConfig
+
+    model = make(family, scaler=ScalerConfig(lags=5))
+    x = torch.from_numpy(random_walks(3, 23, seed=4))  # the 5-slot ring wraps several times
+    with torch.no_grad():
+        assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
 
 
 def test_default_config_step_equals_sequence(family: str) -> None:
@@ -94,7 +102,7 @@ def test_forward_is_differentiable_for_training(family: str) -> None:
 def test_transformer_sees_exactly_its_receptive_field() -> None:
     """Banded attention: L layers of window W see back (W - 1) * L positions, and no further."""
     model = make("transformer", window=4, n_layer=2)  # receptive field: 6 steps back
-    x = torch.randn(1, 20, N_FEATURES)
+    x = torch.randn(1, 20, model.scaler.n_features)
     bumped = x.clone()
     bumped[0, 5] += 3.0
     with torch.no_grad():

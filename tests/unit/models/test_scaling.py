@@ -30,3 +30,14 @@ def test_outliers_are_clipped() -> None:
     x = torch.tensor([[100.0, 100.1, 100.0, 1e6]], dtype=torch.float64)
     f, _ = scaler.sequence(x)
     assert f.abs().max() == 3.0
+
+
+def test_lag_features_are_past_values_relative_to_now() -> None:
+    scaler = Scaler(ScalerConfig(lags=3, clip=1e9))
+    x = torch.from_numpy(random_walks(2, 12, seed=5))
+    f, s = scaler.sequence(x)
+    assert f.shape == (2, 12, 5)
+    for t in range(12):
+        for j in range(1, 4):
+            want = (x[:, t - j] - x[:, t]) / s[:, t] if t >= j else torch.zeros(2, dtype=torch.float64)
+            assert torch.allclose(f[:, t, 1 + j].double(), want, atol=1e-5), (t, j)
