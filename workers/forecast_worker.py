@@ -126,6 +126,7 @@ class ForecastWorker:
             return 0
         m, engine = self.metrics, self.fc.engine
         m.events.inc(len(records))
+        live = [r.offset >= self.silent_until.get(TopicPartition(r.topic, r.partition), -1) for r in records]
         decoded, undecodable = [], set()
         for i, r in enumerate(records):
             try:
@@ -144,14 +145,14 @@ class ForecastWorker:
             rows = engine.advance(streams, [ob.ts for _, ob in valid], values).tolist()
             m.inference.observe(time.perf_counter() - start)
             m.batch_size.observe(len(valid))
-            self.accuracy.observe(streams, values, rows, engine.read("x_scale", streams).tolist())
+            scales = engine.read("x_scale", streams).tolist()
+            self.accuracy.observe(streams, values, rows, scales, [live[i] for i, _ in valid])
             now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
             produced = 0
             for (i, ob), row in zip(valid, rows, strict=True):
                 r = records[i]
-                tp = TopicPartition(r.topic, r.partition)
-                self.partition_of[ob.stream] = tp
-                if r.offset < self.silent_until.get(tp, -1):
+                self.partition_of[ob.stream] = TopicPartition(r.topic, r.partition)
+                if not live[i]:
                     continue  # replayed to rebuild state: its forecast was produced and committed before
                 produced += 1
                 src = codec.source(r.topic, r.partition, r.offset)
@@ -163,8 +164,9 @@ class ForecastWorker:
             m.forecasts.labels(name).inc(produced)
         self.producer.flush()  # every forecast and dead letter acknowledged before the offsets move
         acked = time.time()
-        for r in records:
-            m.e2e_latency.observe(max(0.0, acked - r.timestamp / 1000))
+        for r, fresh in zip(records, live, strict=True):
+            if fresh:
+                m.e2e_latency.observe(max(0.0, acked - r.timestamp / 1000))
         self._commit(records)
         self._housekeeping(polled)
         return len(records)
