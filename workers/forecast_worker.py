@@ -48,11 +48,17 @@ class LiveAccuracy:
         self.inside = self.scored = 0
 
     def observe(
-        self, streams: list[str], values: list[float], rows: list[list[list[float]]], scales: list[float]
+        self,
+        streams: list[str],
+        values: list[float],
+        rows: list[list[list[float]]],
+        scales: list[float],
+        live: list[bool],
     ) -> None:
-        for stream, value, row, scale in zip(streams, values, rows, scales, strict=True):
+        """``live`` False: a replayed record, scored when first seen; it only moves the forecast on."""
+        for stream, value, row, scale, fresh in zip(streams, values, rows, scales, live, strict=True):
             prev = self.pending.get(stream)
-            if prev is not None:
+            if prev is not None and fresh:
                 point, lo, hi = prev
                 if scale > 0:
                     self.metrics.realized_error.observe(abs(value - point) / scale)
