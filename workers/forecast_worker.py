@@ -24,17 +24,30 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 import forecaster
+from forecaster.errors import ForecasterError
 from forecaster.metrics import Metrics
 from forecaster.validation import validate_each
 from workers import codec, snapshots
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("forecaster.worker")
+
+# Client defaults that settings.kafka may override. A 10 s session (kafka-python's default is 45 s)
+# moves a dead worker's partitions sooner. Large producer batches: kafka-python wakes its sender
+# thread for every new batch, which at 16 KiB (the default) was a batch per ~35 forecasts.
+CONSUMER_DEFAULTS = {
+    "enable_auto_commit": False,
+    "fetch_max_wait_ms": 10,  # the broker answers an empty fetch this soon: a new record waits no longer
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 3_000,
+}
+PRODUCER_DEFAULTS = {"acks": "all", "linger_ms": 5, "batch_size": 512 << 10}
 
 
 class LiveAccuracy:
@@ -48,15 +61,12 @@ class LiveAccuracy:
         self.inside = self.scored = 0
 
     def observe(
-        self,
-        streams: list[str],
-        values: list[float],
-        rows: list[list[list[float]]],
-        scales: list[float],
-        live: list[bool],
+        self, streams: list[str], values: list[float], rows: np.ndarray, scales: list[float], live: list[bool]
     ) -> None:
-        """``live`` False: a replayed record, scored when first seen; it only moves the forecast on."""
-        for stream, value, row, scale, fresh in zip(streams, values, rows, scales, live, strict=True):
+        """``rows``: the engine's (N, 1 + Q, H) forecasts. ``live`` False: a replayed record,
+        scored when first seen; it only moves the forecast on."""
+        ahead = zip(rows[:, 0, 0].tolist(), rows[:, 1, 0].tolist(), rows[:, -1, 0].tolist(), strict=True)
+        for stream, value, nxt, scale, fresh in zip(streams, values, ahead, scales, live, strict=True):
             prev = self.pending.get(stream)
             if prev is not None and fresh:
                 point, lo, hi = prev
@@ -64,7 +74,7 @@ class LiveAccuracy:
                     self.metrics.realized_error.observe(abs(value - point) / scale)
                 self.scored += 1
                 self.inside += lo <= value <= hi
-            self.pending[stream] = (row[0][0], row[1][0], row[-1][0])
+            self.pending[stream] = nxt
         if self.scored:
             self.metrics.interval_coverage.set(self.inside / self.scored)
 
@@ -86,19 +96,18 @@ class ForecastWorker:
         self.metrics = Metrics.create(registry or CollectorRegistry())
         self.accuracy = LiveAccuracy(self.metrics)
         self.keys = [str(q) for q in self.fc.config.quantiles]
-        # A 10 s session (kafka-python's default is 45 s) moves a dead worker's partitions sooner.
         self.consumer = KafkaConsumer(
             **{
+                **CONSUMER_DEFAULTS,
                 "group_id": settings.group,
-                "enable_auto_commit": False,
                 "auto_offset_reset": settings.auto_offset_reset,
-                "session_timeout_ms": 10_000,
-                "heartbeat_interval_ms": 3_000,
                 **settings.options_for(KafkaConsumer),
             }
         )
-        self.producer = KafkaProducer(**{"acks": "all", "linger_ms": 2, **settings.options_for(KafkaProducer)})
+        self.producer = KafkaProducer(**{**PRODUCER_DEFAULTS, **settings.options_for(KafkaProducer)})
         self.running = True
+        self.out_partitions = 1  # of the output topic, known once run() starts
+        self.inflight: list[Any] = []
         self._evictions = 0
         self.partition_of: dict[str, TopicPartition] = {}  # stream -> the input partition it arrives on
         self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
@@ -111,12 +120,18 @@ class ForecastWorker:
         self.running = False
 
     def run(self) -> None:
+        self.out_partitions = len(self.producer.partitions_for(self.settings.output))
         self.consumer.subscribe([self.settings.input], listener=_Rebalance(self))
         log.info("worker started: %s", self.settings.redacted())
         try:
             while self.running:
                 self.step()
         finally:
+            owned = self.consumer.assignment()
+            if self.committed:  # batches commit asynchronously: make the last one certain
+                self.consumer.commit(
+                    {tp: OffsetAndMetadata(o, "", -1) for tp, o in self.committed.items() if tp in owned}
+                )
             self.consumer.close()  # leaving the group revokes: the listener writes the final snapshots
             self.producer.flush()
             self.producer.close()
@@ -132,6 +147,7 @@ class ForecastWorker:
             return 0
         m, engine = self.metrics, self.fc.engine
         m.events.inc(len(records))
+        sent = self.inflight = []  # producer futures of this batch's forecasts and dead letters
         live = [r.offset >= self.silent_until.get(TopicPartition(r.topic, r.partition), -1) for r in records]
         decoded, undecodable = [], set()
         for i, r in enumerate(records):
@@ -148,10 +164,11 @@ class ForecastWorker:
         if valid:
             streams, values = [ob.stream for _, ob in valid], [ob.value for _, ob in valid]
             start = time.perf_counter()
-            rows = engine.advance(streams, [ob.ts for _, ob in valid], values).tolist()
+            # float32: the precision the model computes in; numpy rows encode without Python lists
+            rows = engine.advance(streams, [ob.ts for _, ob in valid], values).numpy().astype(np.float32)
             m.inference.observe(time.perf_counter() - start)
             m.batch_size.observe(len(valid))
-            scales = engine.read("x_scale", streams).tolist()
+            scales = engine.read("x_scale", streams).numpy().tolist()
             self.accuracy.observe(streams, values, rows, scales, [live[i] for i, _ in valid])
             now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
             produced = 0
@@ -162,18 +179,24 @@ class ForecastWorker:
                     continue  # replayed to rebuild state: its forecast was produced and committed before
                 produced += 1
                 src = codec.source(r.topic, r.partition, r.offset)
-                self.producer.send(
-                    topic,
-                    key=r.key or ob.stream.encode(),
-                    value=codec.forecast(ob.stream, ob.ts, name, version, row, self.keys, src, now),
+                sent.append(
+                    self.producer.send(
+                        topic,
+                        partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
+                        key=r.key or ob.stream.encode(),
+                        value=codec.forecast(ob.stream, ob.ts, name, version, row, self.keys, src, now),
+                    )
                 )
             m.forecasts.labels(name).inc(produced)
         self.producer.flush()  # every forecast and dead letter acknowledged before the offsets move
+        failed = next((f for f in sent if f.failed()), None)
+        if failed is not None:  # the producer retried until delivery_timeout_ms: stop rather than commit a loss
+            raise ForecasterError(f"could not deliver a record (not committed, will be replayed): {failed.exception}")
         acked = time.time()
         for r, fresh in zip(records, live, strict=True):
             if fresh:
                 m.e2e_latency.observe(max(0.0, acked - r.timestamp / 1000))
-        self._commit(records)
+        self._commit(polled)
         self._housekeeping(polled)
         return len(records)
 
@@ -182,16 +205,17 @@ class ForecastWorker:
             return  # sent when the record was first seen
         self.metrics.invalid_events.labels(reason).inc()
         src = codec.source(record.topic, record.partition, record.offset)
-        self.producer.send(
-            self.settings.dead_letters, key=record.key, value=codec.dead_letter(reason, detail, record.value, src)
+        self.inflight.append(
+            self.producer.send(
+                self.settings.dead_letters, key=record.key, value=codec.dead_letter(reason, detail, record.value, src)
+            )
         )
 
-    def _commit(self, records: list[Any]) -> None:
-        last: dict[TopicPartition, int] = defaultdict(int)
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            last[tp] = max(last[tp], r.offset + 1)
-        self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()})
+    def _commit(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        """Asynchronously, so the next poll need not wait for the round trip. A lost commit only
+        replays records (at least once); shutdown commits synchronously."""
+        last = {tp: records[-1].offset + 1 for tp, records in polled.items()}
+        self.consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()}, _log_failed_commit)
         self.committed.update(last)
         if time.monotonic() - self.last_snapshot >= self.settings.snapshot_interval_s:
             self.snapshot(self.consumer.assignment())
@@ -263,6 +287,11 @@ class ForecastWorker:
             high = self.consumer.highwater(tp)
             if high is not None:
                 m.consumer_lag.labels(str(tp.partition)).set(max(0, high - self.consumer.position(tp)))
+
+
+def _log_failed_commit(offsets: dict[TopicPartition, OffsetAndMetadata], result: Any) -> None:
+    if isinstance(result, Exception):
+        log.warning("offset commit failed (%s); the next commit or a replay covers it", result)
 
 
 class _Rebalance(ConsumerRebalanceListener):

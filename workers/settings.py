@@ -8,36 +8,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SECRET_KEYS = ("password", "secret", "token", "key")  # never printed or logged
 
 
-class WorkerSettings(BaseModel):
+class KafkaSettings(BaseModel):
+    """What every Kafka client of the service needs: where the brokers are, and client options."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated")
-    input: str = Field("prices", description="topic of observations (key = stream id)")
-    output: str = Field("forecasts", description="topic of forecasts")
-    dead_letters: str = Field("prices.dlq", description="topic of rejected records with their reason")
-    state_topic: str = Field("forecaster.state", description="topic of state snapshots")
-    group: str = Field("forecaster", description="consumer group: workers of one group share the partitions")
-    model: str = Field("lstm", description="bundled family name or checkpoint directory")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds to")
-    metrics_port: int = Field(9100, ge=0, le=65535, description="0: no metrics endpoint")
-    max_batch: int = Field(10_000, ge=1, description="most records per engine batch")
-    max_wait_ms: int = Field(5, ge=0, description="longest a poll waits for records (latency at low rates)")
-    auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$", description="a new group starts here")
-    snapshot_interval_s: float = Field(30.0, gt=0, description="seconds between state snapshots")
-    max_streams: int | None = Field(None, ge=1, description="resident stream cap (LRU eviction)")
-    idle_timeout_s: float | None = Field(None, gt=0, description="evict streams idle this long")
     kafka: dict[str, Any] = Field(default_factory=dict, description="extra kafka-python client options")
 
     @classmethod
-    def load(cls, flags: dict[str, Any], file: str | None = None, env: dict[str, str] | None = None) -> WorkerSettings:
+    def load(cls, flags: dict[str, Any], file: str | None = None, env: dict[str, str] | None = None) -> Self:
         """Merge a JSON file, ``FORECASTER_*`` environment variables and flags (later wins)."""
         values: dict[str, Any] = json.loads(Path(file).read_text()) if file else {}
         env = os.environ if env is None else env
@@ -68,3 +55,26 @@ class WorkerSettings(BaseModel):
         """For logs: the settings with secret-looking Kafka options masked."""
         kafka = {k: "***" if any(s in k.lower() for s in SECRET_KEYS) else v for k, v in self.kafka.items()}
         return {**self.model_dump(), "kafka": kafka}
+
+
+class WorkerSettings(KafkaSettings):
+    """Everything ``forecaster serve`` takes."""
+
+    input: str = Field("prices", description="topic of observations (key = stream id)")
+    output: str = Field("forecasts", description="topic of forecasts")
+    dead_letters: str = Field("prices.dlq", description="topic of rejected records with their reason")
+    state_topic: str = Field("forecaster.state", description="topic of state snapshots")
+    group: str = Field("forecaster", description="consumer group: workers of one group share the partitions")
+    model: str = Field("lstm", description="bundled family name or checkpoint directory")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds to")
+    metrics_port: int = Field(9100, ge=0, le=65535, description="0: no metrics endpoint")
+    threads: int = Field(
+        1, ge=0, description="CPU threads of the model step (0: torch's choice); the Kafka clients need the rest"
+    )
+    max_batch: int = Field(10_000, ge=1, description="most records per engine batch")
+    max_wait_ms: int = Field(5, ge=0, description="longest a poll waits for records (latency at low rates)")
+    auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$", description="a new group starts here")
+    snapshot_interval_s: float = Field(30.0, gt=0, description="seconds between state snapshots")
+    max_streams: int | None = Field(None, ge=1, description="resident stream cap (LRU eviction)")
+    idle_timeout_s: float | None = Field(None, gt=0, description="evict streams idle this long")

@@ -7,16 +7,22 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from workers.settings import WorkerSettings
+from workers.settings import KafkaSettings, WorkerSettings
 
 
-def ensure_topics(settings: WorkerSettings, partitions: int = 4) -> None:
+def ensure_topics(settings: KafkaSettings, partitions: dict[str, int]) -> None:
+    """Create each named topic with its partition count, leaving existing ones as they are."""
     admin = KafkaAdminClient(**settings.options_for(KafkaAdminClient))
     try:
-        for name in (settings.input, settings.output, settings.dead_letters, settings.state_topic):
+        for name, count in partitions.items():
             try:
-                admin.create_topics([NewTopic(name, partitions if name == settings.input else 1, 1)])
+                admin.create_topics([NewTopic(name, count, 1)])
             except TopicAlreadyExistsError:
                 pass
     finally:
         admin.close()
+
+
+def worker_topics(settings: WorkerSettings, partitions: int) -> dict[str, int]:
+    """Input and forecasts partitioned alike (both keyed by stream); dead letters and state in one."""
+    return {settings.input: partitions, settings.output: partitions, settings.dead_letters: 1, settings.state_topic: 1}

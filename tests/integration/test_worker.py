@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -288,3 +289,48 @@ def test_two_workers_split_the_streams_and_one_takes_over_when_the_other_dies(
         for w in (a, b):
             if w.proc.poll() is None:
                 w.proc.kill()
+
+
+def committed_offsets(kafka: BrokerInfo, topics: dict[str, str]) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=topics["group"], enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topics["input"])
+        return {p: consumer.committed(TopicPartition(topics["input"], p)) or 0 for p in parts}
+    finally:
+        consumer.close()
+
+
+def test_sigterm_mid_stream_commits_exactly_what_it_forecast_and_a_restart_loses_nothing(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    events = price_events(20, 60, seed=23)
+    first, second = events[:400], events[400:]
+    a = Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "5")  # many small batches
+    publish(kafka, topics["input"], first)
+    consume(kafka, topics["output"], 100)  # a is mid-stream
+    late = threading.Thread(target=publish, args=(kafka, topics["input"], second))
+    late.start()
+    assert a.terminate() == 0
+    late.join()
+    log = a.log_path.read_text()
+    assert "worker stopped" in log and "Traceback" not in log
+
+    # Every forecast of a is covered by the committed offsets, and every committed record has one.
+    committed = committed_offsets(kafka, topics)
+    by_a = consume(kafka, topics["output"], sum(committed.values()))
+    assert sorted((g["source"]["partition"], g["source"]["offset"]) for g in by_a) == [
+        (p, o) for p in sorted(committed) for o in range(committed[p])
+    ]
+    assert len(by_a) < len(events)
+
+    b = Worker(kafka, model_dir, topics, tmp_path)
+    try:
+        got = consume(kafka, topics["output"], len(events))
+        assert len(got) == len(events)  # a clean stop: not one forecast twice
+        assert_exact(got, events, model_dir)
+        restored = b.log_path.read_text().count("restored snapshot at offset")
+        assert restored == sum(1 for o in committed.values() if o > 0)  # a's final snapshots
+        assert b.terminate() == 0
+    finally:
+        if b.proc.poll() is None:
+            b.proc.kill()
