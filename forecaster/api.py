@@ -94,7 +94,9 @@ class Forecaster:
         y = self._engine.advance([ob.stream for ob in batch], [ob.ts for ob in batch], [ob.value for ob in batch])
         now, keys, name, version = time.time(), self._quantile_keys, self.name, self.version
         return [
-            Forecast.trusted(ob.stream, ob.ts, name, version, rows[0], dict(zip(keys, rows[1:], strict=True)), now)
+            Forecast.trusted(
+                ob.stream, ob.ts, name, version, rows[0], dict(zip(keys, rows[1:], strict=True)), now, value=ob.value
+            )
             for ob, rows in zip(batch, y.tolist(), strict=True)
         ]
 

@@ -176,6 +176,47 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+
+    from workers import watcher
+    from workers.settings import KafkaSettings
+
+    settings = _settings(KafkaSettings, args)
+    consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
+    try:
+        watcher.watch(
+            consumer,
+            args.topic,
+            set(args.stream) if args.stream else None,
+            args.json,
+            args.from_beginning,
+            args.max_messages,
+            args.duration,
+            args.rows,
+        )
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from workers import demo
+
+    demo.run(
+        demo.DemoOptions(
+            model=args.model,
+            duration=args.duration or None,
+            speed=args.speed,
+            metrics_port=args.metrics_port,
+            bootstrap=args.bootstrap,
+            rows=args.rows,
+            as_json=args.json,
+        )
+    )
+    return 0
+
+
 def _settings(cls: type[BaseModel], args: argparse.Namespace) -> Any:
     """Settings of ``cls`` (a ``workers.settings`` class) from the flags, environment and --config."""
     flags = {k: getattr(args, k, None) for k in cls.model_fields if k != "kafka"}
@@ -262,6 +303,28 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_kafka(pub)
     pub.set_defaults(run=cmd_publish)
+
+    w = sub.add_parser("watch", help="show forecasts as they arrive: a live table, or JSON lines")
+    w.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default localhost:9092)")
+    w.add_argument("--topic", default="forecasts")
+    w.add_argument("--stream", action="append", help="only this stream (repeatable)")
+    w.add_argument("--json", action="store_true", help="print each forecast message as a JSON line")
+    w.add_argument("--from-beginning", action="store_true", help="start at the topic's first forecast, not its end")
+    w.add_argument("--max-messages", type=int, help="stop after this many forecasts")
+    w.add_argument("--duration", type=float, help="stop after this many seconds")
+    w.add_argument("--rows", type=int, default=20, help="table: the most recently updated streams shown")
+    _add_kafka(w)
+    w.set_defaults(run=cmd_watch)
+
+    d = sub.add_parser("demo", help="the whole service locally: broker, worker, real prices replayed, live table")
+    d.add_argument("--model", default="lstm", help="bundled family (rnn, lstm, gru, transformer) or checkpoint dir")
+    d.add_argument("--duration", type=float, default=60.0, help="seconds to run (0: until Ctrl-C)")
+    d.add_argument("--speed", type=float, default=5 * 86_400, help="replay speed: event seconds per second")
+    d.add_argument("--metrics-port", type=int, default=9100, help="worker metrics (another free port if taken)")
+    d.add_argument("--bootstrap", help="use this running Kafka instead of starting the embedded broker")
+    d.add_argument("--rows", type=int, default=20)
+    d.add_argument("--json", action="store_true", help="JSON lines instead of the table")
+    d.set_defaults(run=cmd_demo)
 
     e = sub.add_parser("evaluate", help="score a model or baseline on held-out data (sMAPE, MASE, OWA, coverage)")
     e.add_argument("--model", required=True, help="checkpoint directory, bundled name, or naive | snaive | naive2")

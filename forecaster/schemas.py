@@ -47,10 +47,13 @@ class Forecast(BaseModel):
 
     ``ts`` is the event time of the observation the forecast follows; ``point[k]`` forecasts the
     value k+1 observations later; ``quantiles`` maps each level (as text, e.g. "0.1") to H values.
+    ``value`` is that observation's value (an addition to DESIGN's message: subscribers see what
+    each forecast follows without reading the input topic).
     """
 
     stream: str
     ts: float
+    value: float | None = None
     model: str
     model_version: str
     horizon: int
@@ -70,6 +73,7 @@ class Forecast(BaseModel):
         quantiles: dict[str, list[float]],
         produced_at: float,
         source: Source | None = None,
+        value: float | None = None,
     ) -> Forecast:
         """Build from values the engine produced, without validation: ``model_construct`` minus
         its per-field bookkeeping, which costs more than the whole batched model step per event."""
@@ -77,6 +81,7 @@ class Forecast(BaseModel):
         fields = {
             "stream": stream,
             "ts": ts,
+            "value": value,
             "model": model,
             "model_version": model_version,
             "horizon": len(point),

@@ -35,6 +35,7 @@ def source(topic: str, partition: int, offset: int) -> dict[str, Any]:
 def forecast(
     stream: str,
     ts: float,
+    value: float,
     model: str,
     version: str,
     rows: np.ndarray,
@@ -48,6 +49,7 @@ def forecast(
         {
             "stream": stream,
             "ts": ts,
+            "value": value,
             "model": model,
             "model_version": version,
             "horizon": rows.shape[1],

@@ -184,7 +184,7 @@ class ForecastWorker:
                         topic,
                         partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
                         key=r.key or ob.stream.encode(),
-                        value=codec.forecast(ob.stream, ob.ts, name, version, row, self.keys, src, now),
+                        value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
                     )
                 )
             m.forecasts.labels(name).inc(produced)

@@ -177,6 +177,7 @@ def test_worker_forecasts_equal_the_library_and_bad_records_go_to_the_dlq(
         np.testing.assert_allclose(g["point"], want.point, rtol=1e-6)
         np.testing.assert_allclose(g["quantiles"]["0.9"], want.quantiles["0.9"], rtol=1e-6)
         assert g["source"]["topic"] == topics["input"] and g["model"] == "gru" and g["horizon"] == 4
+        assert g["value"] == want.value
     assert sorted(d["error"] for d in dead) == [
         "invalid_json",
         "invalid_json",

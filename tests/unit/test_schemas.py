@@ -5,6 +5,7 @@ from forecaster.schemas import Forecast, Source
 FIELDS = {
     "stream": "AAPL",
     "ts": 1.5,
+    "value": 185.64,
     "model": "lstm",
     "model_version": "abc",
     "point": [1.0, 2.0],
