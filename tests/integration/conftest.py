@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import forecaster
 from workers import broker
 
 
@@ -21,3 +24,22 @@ def kafka() -> Iterator[broker.BrokerInfo]:
     info = broker.start(free_port())
     yield info
     broker.stop(info.port)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "gru"
+    forecaster.build("gru", seed=0, device="cpu", d_model=16, n_layer=1, horizon=4).save(path)
+    return path
+
+
+@pytest.fixture
+def topics() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "input": f"prices-{tag}",
+        "output": f"forecasts-{tag}",
+        "dlq": f"dlq-{tag}",
+        "state": f"state-{tag}",
+        "group": f"g-{tag}",
+    }

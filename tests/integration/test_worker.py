@@ -87,25 +87,6 @@ class Worker:
         return self.proc.wait(timeout=60)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "gru"
-    forecaster.build("gru", seed=0, device="cpu", d_model=16, n_layer=1, horizon=4).save(path)
-    return path
-
-
-@pytest.fixture
-def topics() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "input": f"prices-{tag}",
-        "output": f"forecasts-{tag}",
-        "dlq": f"dlq-{tag}",
-        "state": f"state-{tag}",
-        "group": f"g-{tag}",
-    }
-
-
 @pytest.fixture
 def worker(kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
     w = Worker(kafka, model_dir, topics, tmp_path)
