@@ -135,7 +135,7 @@ class Serve:
     """A ``forecaster serve`` process with its own topics and group, and a metrics port."""
 
     def __init__(self, args: argparse.Namespace, source: str, tag: str, log_dir: Path, *extra: str) -> None:
-        self.output, self.port = f"bench-out-{tag}", free_port()
+        self.output, self.port = f"bench-out-{tag}", broker.free_port()
         self.log = log_dir / f"worker-{tag}-{uuid.uuid4().hex[:4]}.log"
         self.proc = subprocess.Popen(
             [
@@ -180,14 +180,6 @@ class Serve:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=120)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def throughput(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -361,7 +353,7 @@ def main() -> None:
     args = p.parse_args()
     own = None
     if args.bootstrap is None:
-        own = broker.start(free_port())
+        own = broker.start(broker.free_port())
         args.bootstrap = own.bootstrap
     log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-worker-{uuid.uuid4().hex[:6]}"
     log_dir.mkdir(parents=True)

@@ -25,6 +25,19 @@ from forecaster.errors import ForecasterError
 HOST = "127.0.0.1"
 
 
+def free_port(preferred: int = 0) -> int:
+    """``preferred`` when it is free, else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
+
+
 class BrokerError(ForecasterError):
     """The embedded broker could not be started, found or stopped; the message says why."""
 

@@ -9,7 +9,6 @@ metrics URL; and stops every process it started after ``--duration`` seconds or 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,19 +36,6 @@ class DemoOptions:
     as_json: bool = False
 
 
-def free_port(preferred: int = 0) -> int:
-    """``preferred`` when it is free, else any free port."""
-    for port in (preferred, 0) if preferred else (0,):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
-            try:
-                s.bind((broker.HOST, port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise OSError("no free port")
-
-
 def _stop(proc: subprocess.Popen, name: str) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -74,9 +60,9 @@ def run(options: DemoOptions) -> int:
     own = None
     try:
         if options.bootstrap is None:
-            own = broker.start(free_port())
+            own = broker.start(broker.free_port())
         bootstrap = options.bootstrap or own.bootstrap
-        port = free_port(options.metrics_port)
+        port = broker.free_port(options.metrics_port)
         url = f"http://127.0.0.1:{port}/metrics"
         tag = f"demo-{int(time.time())}"
         topics = {"input": f"{tag}.prices", "output": f"{tag}.forecasts"}
@@ -125,7 +111,7 @@ def run(options: DemoOptions) -> int:
             log = (logs / f"{name}.log").open("w")
             started.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), name))
         print(f"broker {bootstrap} · worker ({options.model}) metrics {url} · logs {logs}", file=sys.stderr)
-        print(f"replaying {DATA.name} ({', '.join(['AAPL', 'FB', 'GOOG', 'IBM', 'MSFT'])})", file=sys.stderr)
+        print(f"replaying {DATA.name} (AAPL, FB, GOOG, IBM, MSFT)", file=sys.stderr)
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         try:
             shown = watcher.watch(

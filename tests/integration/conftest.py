@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,15 +12,9 @@ import forecaster
 from workers import broker
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((broker.HOST, 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[broker.BrokerInfo]:
-    info = broker.start(free_port())
+    info = broker.start(broker.free_port())
     yield info
     broker.stop(info.port)
 

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.integration.conftest import free_port
 from workers import broker
 
 pytestmark = pytest.mark.kafka
@@ -41,7 +40,7 @@ def test_session_broker_serves_produce_and_consume(kafka: broker.BrokerInfo) -> 
 
 
 def test_start_status_stop_through_the_command_line() -> None:
-    port = str(free_port())
+    port = str(broker.free_port())
     started = cli("start", "--port", port)
     assert started.returncode == 0, started.stderr
     assert f"127.0.0.1:{port}" in started.stdout
@@ -58,5 +57,5 @@ def test_start_status_stop_through_the_command_line() -> None:
 
 
 def test_stop_without_a_broker_says_so() -> None:
-    r = cli("stop", "--port", str(free_port()))
+    r = cli("stop", "--port", str(broker.free_port()))
     assert r.returncode == 0 and "no broker was running" in r.stdout

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.conftest import free_port
 from tests.integration.test_worker import Worker, consume, price_events, publish, wait_for
-from workers.broker import BrokerInfo
+from workers.broker import BrokerInfo, free_port
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]

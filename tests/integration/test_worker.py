@@ -19,8 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 import forecaster
 from tests.conftest import random_walks
-from tests.integration.conftest import free_port
-from workers.broker import BrokerInfo
+from workers.broker import BrokerInfo, free_port
 
 pytestmark = pytest.mark.kafka
 
