@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Latency buckets from 1 ms to 10 s: the service aims at tens of milliseconds end to end.
@@ -17,18 +18,34 @@ BATCH = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
 ERROR = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
+class BatchHistogram(Histogram):
+    """A Histogram that also takes a whole batch of observations at once: one lock per bucket
+    instead of a Python call per event (per-event ``observe`` was ~2 µs of the worker's hot path)."""
+
+    def observe_many(self, amounts: np.ndarray) -> None:
+        """The same samples as ``observe`` on each amount, in one pass."""
+        if amounts.size == 0:
+            return
+        self._raise_if_not_observable()
+        self._sum.inc(float(amounts.sum()))
+        counts = np.bincount(np.searchsorted(self._upper_bounds, amounts), minlength=len(self._upper_bounds))
+        for bucket, n in zip(self._buckets, counts.tolist(), strict=False):
+            if n:
+                bucket.inc(n)
+
+
 @dataclass(frozen=True)
 class Metrics:
     events: Counter
     invalid_events: Counter
     forecasts: Counter
-    e2e_latency: Histogram
+    e2e_latency: BatchHistogram
     inference: Histogram
     batch_size: Histogram
     active_streams: Gauge
     evictions: Counter
     consumer_lag: Gauge
-    realized_error: Histogram
+    realized_error: BatchHistogram
     interval_coverage: Gauge
 
     @classmethod
@@ -42,7 +59,7 @@ class Metrics:
                 **kw("forecaster_invalid_events_total", "Records sent to the dead-letter topic"), labelnames=("reason",)
             ),
             forecasts=Counter(**kw("forecaster_forecasts_total", "Forecasts produced"), labelnames=("model",)),
-            e2e_latency=Histogram(
+            e2e_latency=BatchHistogram(
                 **kw("forecaster_e2e_latency_seconds", "Input record's Kafka timestamp to its forecast acknowledged"),
                 buckets=LATENCY,
             ),
@@ -53,7 +70,7 @@ class Metrics:
             consumer_lag=Gauge(
                 **kw("forecaster_consumer_lag", "Records behind the partition's end"), labelnames=("partition",)
             ),
-            realized_error=Histogram(
+            realized_error=BatchHistogram(
                 **kw("forecaster_realized_error", "|one-step error| / the stream's mean |one-step change|"),
                 buckets=ERROR,
             ),

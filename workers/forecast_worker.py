@@ -6,14 +6,17 @@ One turn of the loop (``step``):
   2. decode and validate each record; rejected ones become dead letters with their reason;
   3. score the previous one-step forecast of each stream against its new value (live accuracy);
   4. one engine advance for all valid events;
-  5. produce forecasts and dead letters, flush (wait for the broker's acks);
-  6. commit the input offsets of the batch.
-A crash between 5 and 6 replays the batch: delivery is at least once.
+  5. send forecasts and dead letters;
+  6. commit the input offsets of every earlier batch whose records the broker has acknowledged.
+The loop does not wait for a batch's acks before polling the next (at most ``MAX_PENDING``
+batches are unacknowledged): the broker's round trip overlaps the next batch's work. A crash
+before 6 replays the batch: delivery is at least once.
 
-Exact recovery: every ``snapshot_interval_s``, on revocation and on shutdown, the state of each
-owned partition's streams goes to the state topic, tagged with the partition's committed offset
-(``workers.snapshots``). On assignment the partition is paused; the loop then restores its newest
-snapshot, seeks to the snapshot's offset (the beginning without one) and replays up to the
+Exact recovery: every ``snapshot_interval_s``, on revocation and on shutdown, the loop waits for
+every pending ack, and the state of each owned partition's streams goes to the state topic,
+tagged with the partition's committed offset (``workers.snapshots``): state and offset then
+describe the same records. On assignment the partition is paused; the loop then restores its
+newest snapshot, seeks to the snapshot's offset (the beginning without one) and replays up to the
 group's committed offset silently: state only, no forecast is produced twice.
 """
 
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +52,17 @@ CONSUMER_DEFAULTS = {
     "heartbeat_interval_ms": 3_000,
 }
 PRODUCER_DEFAULTS = {"acks": "all", "linger_ms": 5, "batch_size": 512 << 10}
+MAX_PENDING = 4  # batches sent but not yet acknowledged; more and the loop waits for the broker
+
+
+@dataclass
+class _Pending:
+    """A batch sent but not yet acknowledged: its producer futures, the offsets it completes,
+    and the input record timestamps of its forecasts (for the end-to-end latency)."""
+
+    futures: list[Any]
+    offsets: dict[TopicPartition, int]
+    input_ts: list[int]
 
 
 class LiveAccuracy:
@@ -66,15 +81,17 @@ class LiveAccuracy:
         """``rows``: the engine's (N, 1 + Q, H) forecasts. ``live`` False: a replayed record,
         scored when first seen; it only moves the forecast on."""
         ahead = zip(rows[:, 0, 0].tolist(), rows[:, 1, 0].tolist(), rows[:, -1, 0].tolist(), strict=True)
+        errors = []
         for stream, value, nxt, scale, fresh in zip(streams, values, ahead, scales, live, strict=True):
             prev = self.pending.get(stream)
             if prev is not None and fresh:
                 point, lo, hi = prev
                 if scale > 0:
-                    self.metrics.realized_error.observe(abs(value - point) / scale)
+                    errors.append(abs(value - point) / scale)
                 self.scored += 1
                 self.inside += lo <= value <= hi
             self.pending[stream] = nxt
+        self.metrics.realized_error.observe_many(np.array(errors))
         if self.scored:
             self.metrics.interval_coverage.set(self.inside / self.scored)
 
@@ -107,9 +124,10 @@ class ForecastWorker:
         self.producer = KafkaProducer(**{**PRODUCER_DEFAULTS, **settings.options_for(KafkaProducer)})
         self.running = True
         self.out_partitions = 1  # of the output topic, known once run() starts
-        self.inflight: list[Any] = []
+        self.sent: list[Any] = []  # producer futures of the batch in hand
+        self.pending: deque[_Pending] = deque()
         self._evictions = 0
-        self.partition_of: dict[str, TopicPartition] = {}  # stream -> the input partition it arrives on
+        self.partition_of: dict[str, int] = {}  # stream -> the input partition it arrives on
         self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
         self.silent_until: dict[TopicPartition, int] = {}  # replayed records below this produce nothing
         self.recovering: set[TopicPartition] = set()
@@ -127,6 +145,7 @@ class ForecastWorker:
             while self.running:
                 self.step()
         finally:
+            self._settle(wait=True)
             owned = self.consumer.assignment()
             if self.committed:  # batches commit asynchronously: make the last one certain
                 self.consumer.commit(
@@ -138,17 +157,21 @@ class ForecastWorker:
             log.info("worker stopped")
 
     def step(self) -> int:
-        """One poll -> forecasts -> commit turn; returns how many records it handled."""
+        """One poll -> forecasts turn; returns how many records it handled."""
         if self.recovering:
             self.recover()
         polled = self.consumer.poll(timeout_ms=self.settings.max_wait_ms, max_records=self.settings.max_batch)
-        records = [r for rs in polled.values() for r in rs]
-        if not records:
+        self._settle(wait=False)
+        if not polled:
             return 0
         m, engine = self.metrics, self.fc.engine
+        records, live = [], []
+        for tp, rs in polled.items():
+            records += rs
+            silent = self.silent_until.get(tp, -1)  # a recovering partition's already-forecast records
+            live += [r.offset >= silent for r in rs] if silent >= 0 else [True] * len(rs)
         m.events.inc(len(records))
-        sent = self.inflight = []  # producer futures of this batch's forecasts and dead letters
-        live = [r.offset >= self.silent_until.get(TopicPartition(r.topic, r.partition), -1) for r in records]
+        self.sent = []
         decoded, undecodable = [], set()
         for i, r in enumerate(records):
             try:
@@ -162,80 +185,103 @@ class ForecastWorker:
             if rej.index not in undecodable:
                 self._dead(records[rej.index], rej.reason, rej.detail)
         if valid:
-            streams, values = [ob.stream for _, ob in valid], [ob.value for _, ob in valid]
-            start = time.perf_counter()
-            # float32: the precision the model computes in; numpy rows encode without Python lists
-            rows = engine.advance(streams, [ob.ts for _, ob in valid], values).numpy().astype(np.float32)
-            m.inference.observe(time.perf_counter() - start)
-            m.batch_size.observe(len(valid))
-            scales = engine.read("x_scale", streams).numpy().tolist()
-            self.accuracy.observe(streams, values, rows, scales, [live[i] for i, _ in valid])
-            now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
-            produced = 0
-            for (i, ob), row in zip(valid, rows, strict=True):
-                r = records[i]
-                self.partition_of[ob.stream] = TopicPartition(r.topic, r.partition)
-                if not live[i]:
-                    continue  # replayed to rebuild state: its forecast was produced and committed before
-                produced += 1
-                src = codec.source(r.topic, r.partition, r.offset)
-                sent.append(
-                    self.producer.send(
-                        topic,
-                        partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
-                        key=r.key or ob.stream.encode(),
-                        value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
-                    )
-                )
-            m.forecasts.labels(name).inc(produced)
-        self.producer.flush()  # every forecast and dead letter acknowledged before the offsets move
-        failed = next((f for f in sent if f.failed()), None)
-        if failed is not None:  # the producer retried until delivery_timeout_ms: stop rather than commit a loss
-            raise ForecasterError(f"could not deliver a record (not committed, will be replayed): {failed.exception}")
-        acked = time.time()
-        for r, fresh in zip(records, live, strict=True):
-            if fresh:
-                m.e2e_latency.observe(max(0.0, acked - r.timestamp / 1000))
-        self._commit(polled)
+            self._forecast(records, live, valid)
+        self.pending.append(
+            _Pending(
+                self.sent,
+                {tp: rs[-1].offset + 1 for tp, rs in polled.items()},
+                [r.timestamp for r, fresh in zip(records, live, strict=True) if fresh],
+            )
+        )
+        self._settle(wait=len(self.pending) > MAX_PENDING)
+        if time.monotonic() - self.last_snapshot >= self.settings.snapshot_interval_s:
+            self.snapshot(self.consumer.assignment())
         self._housekeeping(polled)
         return len(records)
+
+    def _forecast(self, records: list[Any], live: list[bool], valid: list[tuple[int, Any]]) -> None:
+        """Advance the engine with the batch's valid events and send the live ones' forecasts."""
+        m, engine = self.metrics, self.fc.engine
+        streams, values = [ob.stream for _, ob in valid], [ob.value for _, ob in valid]
+        start = time.perf_counter()
+        # float32: the precision the model computes in; numpy rows encode without Python lists
+        rows = engine.advance(streams, [ob.ts for _, ob in valid], values).numpy().astype(np.float32)
+        m.inference.observe(time.perf_counter() - start)
+        m.batch_size.observe(len(valid))
+        scales = engine.read("x_scale", streams).numpy().tolist()
+        self.accuracy.observe(streams, values, rows, scales, [live[i] for i, _ in valid])
+        now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
+        produced = 0
+        for (i, ob), row in zip(valid, rows, strict=True):
+            r = records[i]
+            self.partition_of[ob.stream] = r.partition
+            if not live[i]:
+                continue  # replayed to rebuild state: its forecast was produced and committed before
+            produced += 1
+            src = codec.source(r.topic, r.partition, r.offset)
+            self.sent.append(
+                self.producer.send(
+                    topic,
+                    partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
+                    key=r.key or ob.stream.encode(),
+                    value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
+                )
+            )
+        m.forecasts.labels(name).inc(produced)
 
     def _dead(self, record: Any, reason: str, detail: str) -> None:
         if record.offset < self.silent_until.get(TopicPartition(record.topic, record.partition), -1):
             return  # sent when the record was first seen
         self.metrics.invalid_events.labels(reason).inc()
         src = codec.source(record.topic, record.partition, record.offset)
-        self.inflight.append(
+        self.sent.append(
             self.producer.send(
                 self.settings.dead_letters, key=record.key, value=codec.dead_letter(reason, detail, record.value, src)
             )
         )
 
-    def _commit(self, polled: dict[TopicPartition, list[Any]]) -> None:
-        """Asynchronously, so the next poll need not wait for the round trip. A lost commit only
-        replays records (at least once); shutdown commits synchronously."""
-        last = {tp: records[-1].offset + 1 for tp, records in polled.items()}
-        self.consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()}, _log_failed_commit)
-        self.committed.update(last)
-        if time.monotonic() - self.last_snapshot >= self.settings.snapshot_interval_s:
-            self.snapshot(self.consumer.assignment())
+    def _settle(self, wait: bool) -> None:
+        """Commit, oldest first, the batches whose records are all acknowledged (every pending
+        batch, after waiting for the broker, when ``wait``). Asynchronously, so the loop need not
+        wait for the round trip: a lost commit only replays records; shutdown commits synchronously."""
+        if wait and self.pending:
+            self.producer.flush()
+        while self.pending and all(f.is_done for f in self.pending[0].futures):
+            batch = self.pending.popleft()
+            failed = next((f for f in batch.futures if f.failed()), None)
+            if failed is not None:  # the producer retried until delivery_timeout_ms: stop rather than commit a loss
+                raise ForecasterError(
+                    f"could not deliver a record (not committed, will be replayed): {failed.exception}"
+                )
+            lag = time.time() - np.array(batch.input_ts) / 1000
+            self.metrics.e2e_latency.observe_many(np.maximum(lag, 0.0))
+            offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in batch.offsets.items()}
+            self.consumer.commit_async(offsets, _log_failed_commit)
+            self.committed.update(batch.offsets)
 
     def snapshot(self, partitions: set[TopicPartition]) -> None:
-        """Write the state of these partitions' streams, tagged with their committed offsets."""
-        owned: dict[TopicPartition, list[str]] = defaultdict(list)
-        for stream, tp in self.partition_of.items():
-            owned[tp].append(stream)
+        """Write the state of these partitions' streams, tagged with their committed offsets (once
+        every pending batch is acknowledged and committed, so that state and offset agree)."""
+        self._settle(wait=True)
+        owned: dict[int, list[str]] = defaultdict(list)
+        for stream, p in self.partition_of.items():
+            owned[p].append(stream)
         for tp in partitions:
             if tp in self.committed and tp not in self.recovering:
                 snapshots.write(
-                    self.producer, self.settings, tp.partition, self.committed[tp], self.fc.snapshot(owned.get(tp, []))
+                    self.producer,
+                    self.settings,
+                    tp.partition,
+                    self.committed[tp],
+                    self.fc.snapshot(owned[tp.partition]),
                 )
         self.producer.flush()
         self.last_snapshot = time.monotonic()
 
     def release(self, partitions: set[TopicPartition]) -> None:
         """Forget the streams of partitions this worker no longer owns."""
-        gone = [s for s, tp in self.partition_of.items() if tp in partitions]
+        numbers = {tp.partition for tp in partitions}  # one input topic: its partition numbers name them
+        gone = [s for s, p in self.partition_of.items() if p in numbers]
         self.fc.forget(gone)
         for s in gone:
             del self.partition_of[s]
