@@ -339,14 +339,19 @@ def main() -> None:
                 res["accuracy_relative_mae"] = stream_accuracy(bench, source, forecasting, counts, n * events)
             result["streams"][str(n)] = res
             print(f"S={n}: ratios {ratios}", flush=True)
+            write(result, Path(args.out))  # so far: a long run stopped early keeps what it measured
         result["real_prices_relative_mae"] = real_price_accuracy(args.warmup_events)
     finally:
         if own:
             broker.stop(own.port)
     out = Path(args.out)
+    write(result, out)
+    print(f"wrote {out} and {', '.join(charts(result, out))} (logs in {log_dir})")
+
+
+def write(result: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(f"wrote {out} and {', '.join(charts(result, out))} (logs in {log_dir})")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import resource
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,9 @@ HANDLERS = {"passthrough": passthrough, "naive": naive, "river": river}
 
 def progress(done: int) -> None:
     """A line for bench/e2e.py, which cannot count records from Tansu's end offsets."""
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
     print(f"relayed {done} cpu_s {time.process_time():.3f} peak_rss_mb {peak_mb:.1f}", flush=True)
 
 

@@ -33,6 +33,33 @@ def plan_rounds(streams: Sequence[str]) -> list[list[int]]:
     return rounds
 
 
+class Staging:
+    """A batch's slots and values on their way to the device. On a GPU they are written into
+    reused page-locked (pinned) host buffers and copied asynchronously (``non_blocking``): no
+    pinned allocation per batch, and the copy overlaps the host's work until the next sync. A
+    buffer is reused only after the batch's forecasts came back to the host (a sync point)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.slots = torch.empty(0, dtype=torch.int64)
+        self.values = torch.empty(0, dtype=torch.float64)
+
+    def to_device(self, slots: Sequence[int], values: Sequence[float]) -> tuple[Tensor, Tensor]:
+        if self.device.type != "cuda":
+            return torch.tensor(slots, dtype=torch.int64), torch.tensor(values, dtype=torch.float64)
+        n = len(slots)
+        if self.slots.numel() < n:  # grow by doubling, pinned
+            size = max(n, 2 * self.slots.numel())
+            self.slots = torch.empty(size, dtype=torch.int64, pin_memory=True)
+            self.values = torch.empty(size, dtype=torch.float64, pin_memory=True)
+        self.slots.numpy()[:n] = slots
+        self.values.numpy()[:n] = values
+        return (
+            self.slots[:n].to(self.device, non_blocking=True),
+            self.values[:n].to(self.device, non_blocking=True),
+        )
+
+
 class Engine:
     """Per-stream state of many streams on one device, advanced in batched steps.
 
@@ -61,6 +88,7 @@ class Engine:
         self.max_streams, self.idle_timeout, self.clock = max_streams, idle_timeout, clock
         self.pool = StatePool(model.state_spec(), capacity, device)
         self.table = SlotTable()
+        self.staging = Staging(device)
         self.evictions = 0
 
     @torch.inference_mode()
@@ -72,15 +100,14 @@ class Engine:
         last_ts = self.table.last_ts
         for s, t in zip(streams, ts, strict=True):
             last_ts[s] = t
-        slots = torch.tensor([self.table.slot(s) for s in streams], dtype=torch.int64)
-        x = torch.tensor(values, dtype=torch.float64)
+        slots, x = self.staging.to_device([self.table.slot(s) for s in streams], values)
         if distinct == len(streams):  # one event per stream: a single step
-            return self._step(slots.to(self.device), x.to(self.device)).cpu()  # sync point
+            return self._step(slots, x).cpu()  # sync point
         out = torch.empty((len(streams), *self._out_shape), dtype=torch.float64, device=self.device)
         for events in plan_rounds(streams):
-            idx = torch.tensor(events, dtype=torch.int64)
-            out[idx.to(self.device)] = self._step(slots[idx].to(self.device), x[idx].to(self.device))
-        return out.cpu()  # sync point
+            idx = torch.tensor(events, dtype=torch.int64).to(self.device)
+            out[idx] = self._step(slots[idx], x[idx])
+        return out.cpu()  # sync point: the staging buffers are free again after it
 
     @property
     def _out_shape(self) -> tuple[int, int]:
