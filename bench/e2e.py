@@ -30,8 +30,6 @@ Writes JSON and, beside it, throughput and latency charts (PNG).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 import uuid
@@ -41,7 +39,17 @@ from typing import Any
 
 import numpy as np
 import orjson
-from harness import PARTITIONS, Worker, publish_proc, rate_of, read_all, serve, wait_for
+from harness import (
+    PARTITIONS,
+    Worker,
+    embedded_broker_and_logs,
+    machine,
+    publish_proc,
+    rate_of,
+    read_all,
+    serve,
+    wait_for,
+)
 from kafka import KafkaProducer
 
 from workers import broker, publisher
@@ -164,7 +172,7 @@ def relative_mae(values: dict[str, np.ndarray], forecasts: dict[str, dict[int, n
             actual = xs[k + 1 : k + 1 + HORIZON]
             num += np.abs(point - actual).sum()
             den += np.abs(xs[k] - actual).sum()
-    return num / den
+    return num / den if den else float("nan")  # no event past the warm-up
 
 
 def stream_accuracy(
@@ -302,14 +310,9 @@ def main() -> None:
             import river  # noqa: F401
         except ImportError:
             sys.exit("the River baseline needs River: .venv/bin/pip install -e '.[bench]' (or leave it out)")
-    own = None
-    if args.bootstrap is None:
-        own = broker.start(broker.free_port())
-        args.bootstrap = own.bootstrap
-    log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-e2e-{uuid.uuid4().hex[:6]}"
-    log_dir.mkdir(parents=True)
+    own, log_dir = embedded_broker_and_logs(args, "e2e")
     result: dict[str, Any] = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "machine": machine(),
         "broker": "embedded Tansu" if own else args.bootstrap,
         "device": args.device,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

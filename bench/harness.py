@@ -3,8 +3,10 @@ back, process CPU and memory, and latencies from record timestamps."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -156,3 +158,19 @@ def publish_proc(bootstrap: str, topic: str, streams: int, rate: float, duration
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def embedded_broker_and_logs(args: argparse.Namespace, name: str) -> tuple[Any, Path]:
+    """Start the embedded broker unless ``args.bootstrap`` names one (then set it to the embedded
+    one's); and a fresh folder for the worker logs. Returns the broker (None: not ours) and folder."""
+    own = None
+    if args.bootstrap is None:
+        own = broker.start(broker.free_port())
+        args.bootstrap = own.bootstrap
+    log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    log_dir.mkdir(parents=True)
+    return own, log_dir
+
+
+def machine() -> dict[str, Any]:
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}

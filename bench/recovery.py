@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from harness import PARTITIONS, covering, publish_proc, read_all, serve, wait_for
+from harness import PARTITIONS, covering, embedded_broker_and_logs, machine, publish_proc, read_all, serve, wait_for
 
 from workers import broker
 from workers.settings import KafkaSettings
@@ -78,15 +75,10 @@ def main() -> None:
     p.add_argument("--kill-after", type=float, default=25)
     p.add_argument("--out", default="bench/results/recovery-cpu.json")
     args = p.parse_args()
-    own = None
-    if args.bootstrap is None:
-        own = broker.start(broker.free_port())
-        args.bootstrap = own.bootstrap
-    log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-recovery-{uuid.uuid4().hex[:6]}"
-    log_dir.mkdir(parents=True)
+    own, log_dir = embedded_broker_and_logs(args, "recovery")
     try:
         result = {
-            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+            "machine": machine(),
             "streams": args.streams,
             "model": args.model,
             "device": args.device,

@@ -42,7 +42,7 @@ def passthrough(args: argparse.Namespace) -> Handler:
     return lambda records: [(r.partition, r.key, r.value) for r in records]
 
 
-def per_event(model: str, version: str, horizon: int, forecast: Callable[[Observation], np.ndarray]) -> Handler:
+def per_event(model: str, version: str, forecast: Callable[[Observation], np.ndarray]) -> Handler:
     """A handler that validates each record on its own (a pydantic object per event, what a
     hand-written worker does) and calls ``forecast`` once per event for its (1 + Q, H) rows."""
     last_ts: dict[str, float] = {}
@@ -72,7 +72,7 @@ def naive(args: argparse.Namespace) -> Handler:
         (y,) = model.advance([ob.stream], [ob.ts], [ob.value])
         return y[0].numpy().astype(np.float32)
 
-    return per_event(f"{fc.name}-naive", fc.version, fc.config.horizon, forecast)
+    return per_event(f"{fc.name}-naive", fc.version, forecast)
 
 
 def snarimax() -> Any:
@@ -98,7 +98,7 @@ def river(args: argparse.Namespace) -> Handler:
         point = np.array(m.forecast(horizon=args.horizon), dtype=np.float32)
         return np.tile(point, (1 + len(QUANTILES), 1))
 
-    return per_event("river-snarimax", "river", args.horizon, forecast)
+    return per_event("river-snarimax", "river", forecast)
 
 
 HANDLERS = {"passthrough": passthrough, "naive": naive, "river": river}
