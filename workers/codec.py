@@ -24,7 +24,7 @@ def decode(value: bytes | None) -> Any:
     except orjson.JSONDecodeError as e:
         try:  # Python's json.dumps writes NaN/Infinity: parse them so they are reported as non_finite
             return json.loads(value)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             raise Undecodable(str(e)) from None
 
 
@@ -62,11 +62,20 @@ def forecast(
     )
 
 
+RAW_LIMIT = 64 << 10  # characters (text) or bytes (base64) of the original kept in a dead letter
+
+
 def dead_letter(reason: str, detail: str, raw: bytes | None, src: dict[str, Any]) -> bytes:
-    """``raw`` is kept as text when it is UTF-8, else base64 (flagged by ``raw_encoding``)."""
+    """``raw`` is kept as text when it is UTF-8, else base64 (flagged by ``raw_encoding``). Only
+    its first ``RAW_LIMIT`` characters or bytes are kept (``raw_size``: the original's bytes):
+    a 1 MB record must not make a dead letter over the producer's request limit, which would
+    stop the worker on every replay of it."""
+    raw = raw or b""
     msg: dict[str, Any] = {"error": reason, "detail": detail, "source": src}
     try:
-        msg["raw"] = (raw or b"").decode("utf-8")
+        msg["raw"] = raw.decode("utf-8")[:RAW_LIMIT]
     except UnicodeDecodeError:
-        msg["raw"], msg["raw_encoding"] = base64.b64encode(raw).decode("ascii"), "base64"
+        msg["raw"], msg["raw_encoding"] = base64.b64encode(raw[:RAW_LIMIT]).decode("ascii"), "base64"
+    if len(raw) > RAW_LIMIT:
+        msg["raw_size"] = len(raw)
     return orjson.dumps(msg)
