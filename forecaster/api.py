@@ -110,12 +110,14 @@ class Forecaster:
         rows = engine.pool.rows(slots)
         return encode_snapshot(self._identity(), streams, [engine.table.last_ts[s] for s in streams], rows)
 
-    def restore(self, blob: bytes, merge: bool = False) -> None:
+    def restore(self, blob: bytes, merge: bool = False) -> list[str]:
         """Replace all per-stream state with a snapshot's (or, with ``merge``, add its streams to
-        the resident ones); ``ValueError`` if it is corrupt or foreign, and then nothing changes."""
+        the resident ones) and return the snapshot's streams; ``ValueError`` if it is corrupt or
+        foreign, and then nothing changes."""
         spec = {k: (e.shape, e.dtype) for k, e in self._engine.pool.spec.items()}
         streams, last_ts, rows = decode_snapshot(blob, self._identity(), spec)
         self._engine.load(streams, last_ts, rows, merge)
+        return streams
 
     def forget(self, streams: Iterable[str]) -> None:
         """Drop the state of these streams (they start fresh if they come back)."""

@@ -14,10 +14,11 @@ before 6 replays the batch: delivery is at least once.
 
 Exact recovery: every ``snapshot_interval_s``, on revocation and on shutdown, the loop waits for
 every pending ack, and the state of each owned partition's streams goes to the state topic,
-tagged with the partition's committed offset (``workers.snapshots``): state and offset then
-describe the same records. On assignment the partition is paused; the loop then restores its
-newest snapshot, seeks to the snapshot's offset (the beginning without one) and replays up to the
-group's committed offset silently: state only, no forecast is produced twice.
+tagged with the offset the state covers (``workers.snapshots``): the committed offset, or less
+while a replay is still catching up. On assignment the partition is paused; the loop then
+restores its newest snapshot at or before the group's committed offset, seeks to the snapshot's
+offset (the beginning without one) and replays up to the committed offset silently: state only,
+no forecast is produced twice, and replayed batches commit nothing.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
@@ -38,6 +41,7 @@ from forecaster.errors import ForecasterError
 from forecaster.metrics import Metrics
 from forecaster.validation import validate_each
 from workers import codec, snapshots
+from workers.health import BrokerHealth, consumer_connections
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("forecaster.worker")
@@ -52,6 +56,9 @@ CONSUMER_DEFAULTS = {
     "heartbeat_interval_ms": 3_000,
 }
 PRODUCER_DEFAULTS = {"acks": "all", "linger_ms": 5, "batch_size": 512 << 10}
+# Reconnects back off exponentially (jittered) from 50 ms to 5 s: kafka-python's 30 s ceiling
+# would leave a worker idle up to half a minute after the broker is back.
+RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 5_000}
 MAX_PENDING = 4  # batches sent but not yet acknowledged; more and the loop waits for the broker
 
 
@@ -95,7 +102,7 @@ class LiveAccuracy:
         if self.scored:
             self.metrics.interval_coverage.set(self.inside / self.scored)
 
-    def forget_all_but(self, resident: set[str]) -> None:
+    def forget_all_but(self, resident: Container[str]) -> None:
         self.pending = {s: v for s, v in self.pending.items() if s in resident}
 
 
@@ -116,12 +123,16 @@ class ForecastWorker:
         self.consumer = KafkaConsumer(
             **{
                 **CONSUMER_DEFAULTS,
+                **RECONNECT,
                 "group_id": settings.group,
                 "auto_offset_reset": settings.auto_offset_reset,
                 **settings.options_for(KafkaConsumer),
             }
         )
-        self.producer = KafkaProducer(**{**PRODUCER_DEFAULTS, **settings.options_for(KafkaProducer)})
+        self.producer = KafkaProducer(**{**PRODUCER_DEFAULTS, **RECONNECT, **settings.options_for(KafkaProducer)})
+        self.health = BrokerHealth(
+            consumer_connections(self.consumer), self.metrics.broker_connected, self.metrics.broker_outages
+        )
         self.running = True
         self.out_partitions = 1  # of the output topic, known once run() starts
         self.sent: list[Any] = []  # producer futures of the batch in hand
@@ -129,6 +140,7 @@ class ForecastWorker:
         self._evictions = 0
         self.partition_of: dict[str, int] = {}  # stream -> the input partition it arrives on
         self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
+        self.covered: dict[TopicPartition, int] = {}  # next offset whose record the state does not hold yet
         self.silent_until: dict[TopicPartition, int] = {}  # replayed records below this produce nothing
         self.recovering: set[TopicPartition] = set()
         self.last_snapshot = time.monotonic()
@@ -162,6 +174,7 @@ class ForecastWorker:
             self.recover()
         polled = self.consumer.poll(timeout_ms=self.settings.max_wait_ms, max_records=self.settings.max_batch)
         self._settle(wait=False)
+        self.health.check()
         if not polled:
             return 0
         m, engine = self.metrics, self.fc.engine
@@ -205,7 +218,7 @@ class ForecastWorker:
         streams, values = [ob.stream for _, ob in valid], [ob.value for _, ob in valid]
         start = time.perf_counter()
         # float32: the precision the model computes in; numpy rows encode without Python lists
-        rows = engine.advance(streams, [ob.ts for _, ob in valid], values).numpy().astype(np.float32)
+        rows = self._advance(streams, [ob.ts for _, ob in valid], values).numpy().astype(np.float32)
         m.inference.observe(time.perf_counter() - start)
         m.batch_size.observe(len(valid))
         scales = engine.read("x_scale", streams).numpy().tolist()
@@ -228,6 +241,17 @@ class ForecastWorker:
                 )
             )
         m.forecasts.labels(name).inc(produced)
+
+    def _advance(self, streams: list[str], ts: list[float], values: list[float]) -> torch.Tensor:
+        """The engine step, in chunks of at most ``max_streams`` events when a cap is set: a
+        batch may hold more distinct streams than the cap, and the engine refuses such a step."""
+        engine = self.fc.engine
+        n = engine.max_streams or len(streams)
+        if len(streams) <= n:
+            return engine.advance(streams, ts, values)
+        return torch.cat(
+            [engine.advance(streams[i : i + n], ts[i : i + n], values[i : i + n]) for i in range(0, len(streams), n)]
+        )
 
     def _dead(self, record: Any, reason: str, detail: str) -> None:
         if record.offset < self.silent_until.get(TopicPartition(record.topic, record.partition), -1):
@@ -255,24 +279,28 @@ class ForecastWorker:
                 )
             lag = time.time() - np.array(batch.input_ts) / 1000
             self.metrics.e2e_latency.observe_many(np.maximum(lag, 0.0))
-            offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in batch.offsets.items()}
-            self.consumer.commit_async(offsets, _log_failed_commit)
-            self.committed.update(batch.offsets)
+            self.covered.update(batch.offsets)
+            # A replayed batch was committed before: committing it again would move the group back.
+            live = {tp: o for tp, o in batch.offsets.items() if o > self.silent_until.get(tp, -1)}
+            if live:
+                offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in live.items()}
+                self.consumer.commit_async(offsets, _log_failed_commit)
+                self.committed.update(live)
 
     def snapshot(self, partitions: set[TopicPartition]) -> None:
-        """Write the state of these partitions' streams, tagged with their committed offsets (once
-        every pending batch is acknowledged and committed, so that state and offset agree)."""
+        """Write the state of these partitions' streams, tagged with the offsets it covers (once
+        every pending batch is acknowledged, so that state and offset agree)."""
         self._settle(wait=True)
         owned: dict[int, list[str]] = defaultdict(list)
         for stream, p in self.partition_of.items():
             owned[p].append(stream)
         for tp in partitions:
-            if tp in self.committed and tp not in self.recovering:
+            if tp in self.covered and tp not in self.recovering:
                 snapshots.write(
                     self.producer,
                     self.settings,
                     tp.partition,
-                    self.committed[tp],
+                    self.covered[tp],
                     self.fc.snapshot(owned[tp.partition]),
                 )
         self.producer.flush()
@@ -287,6 +315,7 @@ class ForecastWorker:
             del self.partition_of[s]
         for tp in partitions:
             self.committed.pop(tp, None)
+            self.covered.pop(tp, None)
             self.silent_until.pop(tp, None)
             self.recovering.discard(tp)
 
@@ -294,17 +323,18 @@ class ForecastWorker:
         """Rebuild the state of newly assigned partitions: newest snapshot, then a silent replay
         from its offset (or from the beginning) up to the group's committed offset."""
         tps, self.recovering = self.recovering, set()
-        found = snapshots.read_latest(self.settings, {tp.partition for tp in tps})
-        for tp in tps:
-            committed = self.consumer.committed(tp)
-            if committed is None:  # nothing processed yet by the group: start as configured
-                self.consumer.resume(tp)
-                continue
+        committed = {tp: self.consumer.committed(tp) for tp in tps}
+        for tp in [tp for tp, c in committed.items() if c is None]:  # nothing processed by the group yet
+            self.consumer.resume(tp)
+        done = {tp: c for tp, c in committed.items() if c is not None}
+        found = snapshots.read_latest(self.settings, {tp.partition: c for tp, c in done.items()})
+        for tp, upto in done.items():
             snap = found.get(tp.partition)
             start = None
-            if snap is not None and snap.offset <= committed:
+            if snap is not None:
                 try:
-                    self.fc.restore(snap.blob, merge=True)
+                    # the restored streams are this partition's: later snapshots must include them
+                    self.partition_of.update(dict.fromkeys(self.fc.restore(snap.blob, merge=True), tp.partition))
                     start = snap.offset
                 except ValueError as e:  # e.g. a snapshot of another model version: rebuild instead
                     log.warning("partition %s: snapshot not usable (%s); replaying from the beginning", tp, e)
@@ -312,23 +342,23 @@ class ForecastWorker:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, start)
-            self.committed[tp] = committed
-            self.silent_until[tp] = committed
+            self.committed[tp] = self.silent_until[tp] = upto
             self.consumer.resume(tp)
             log.info(
                 "partition %s: restored %s, replaying silently up to offset %d",
                 tp,
                 f"snapshot at offset {start}" if start is not None else "no snapshot",
-                committed,
+                upto,
             )
 
     def _housekeeping(self, polled: dict[TopicPartition, list[Any]]) -> None:
         engine, m = self.fc.engine, self.metrics
         m.active_streams.set(len(engine.table))
-        if engine.evictions > self._evictions:
+        if engine.evictions > self._evictions:  # evicted streams leave every per-stream map: memory stays bounded
             m.evictions.inc(engine.evictions - self._evictions)
             self._evictions = engine.evictions
-            self.accuracy.forget_all_but(set(engine.table.streams))
+            self.accuracy.forget_all_but(engine.table)
+            self.partition_of = {s: p for s, p in self.partition_of.items() if s in engine.table}
         for tp in polled:
             high = self.consumer.highwater(tp)
             if high is not None:

@@ -4,12 +4,13 @@ A snapshot of the streams of input partition p is written as chunks (Kafka's def
 limit is 1 MB), each keyed ``<input topic>:<p>:<part>`` (so a compacted topic keeps every part of
 the newest snapshot) with headers naming the snapshot id, the part count and the input offset it
 covers: the next offset to consume, every record before it being in the state. Reading takes
-the newest snapshot whose parts are all present. The embedded broker does not compact, so the
-reader goes through the whole topic and keeps the newest per partition.
+the newest snapshot whose parts are all present and whose offset the group has committed. The
+embedded broker does not compact, so the reader goes through the whole topic.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from workers.settings import WorkerSettings
 
 CHUNK = 512 * 1024
+log = logging.getLogger("forecaster.worker")
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,15 @@ def write(producer: KafkaProducer, settings: WorkerSettings, partition: int, off
         )
 
 
-def read_latest(settings: WorkerSettings, partitions: set[int], timeout_s: float = 30.0) -> dict[int, Snapshot]:
-    """The newest complete snapshot of each of ``partitions`` of the input topic."""
+def read_latest(settings: WorkerSettings, bounds: dict[int, int], timeout_s: float = 30.0) -> dict[int, Snapshot]:
+    """Per input partition p of ``bounds``, the newest complete snapshot whose offset is at most
+    ``bounds[p]`` (the group's committed offset: a snapshot past it, written just before a crash
+    lost the last commit, would skip records). Records that are not well-formed snapshot parts
+    (a foreign producer, a torn write) are skipped with a warning."""
     consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
-    chunks: dict[bytes, dict[int, bytes]] = {}
-    newest: dict[int, tuple[bytes, int, int]] = {}  # partition -> snapshot id, parts, offset
+    partial: dict[bytes, tuple[int, int, int, dict[int, bytes]]] = {}  # id -> partition, parts, offset, chunks
+    best: dict[int, Snapshot] = {}
+    skipped = 0
     try:
         found = consumer.partitions_for_topic(settings.state_topic) or set()
         tps = [TopicPartition(settings.state_topic, p) for p in found]
@@ -65,18 +71,24 @@ def read_latest(settings: WorkerSettings, partitions: set[int], timeout_s: float
             quiet = 0 if batch else quiet + 1
             for record in (r for rs in batch.values() for r in rs):
                 topic, _, rest = (record.key or b"").decode(errors="replace").rpartition(":")[0].rpartition(":")
-                if topic != settings.input or not rest.isdigit() or int(rest) not in partitions:
+                if topic != settings.input or not rest.isdigit() or int(rest) not in bounds:
                     continue
-                h = {k: v for k, v in record.headers or []}
-                snap, part, parts, offset = h["snapshot"], int(h["part"]), int(h["parts"]), int(h["offset"])
-                chunks.setdefault(snap, {})[part] = record.value
-                if part == 0:
-                    newest[int(rest)] = (snap, parts, offset)
+                try:
+                    h = dict(record.headers or [])
+                    snap, part, parts, offset = h["snapshot"], int(h["part"]), int(h["parts"]), int(h["offset"])
+                    if not 0 <= part < parts or record.value is None:
+                        raise ValueError(f"part {part} of {parts}")
+                except (KeyError, ValueError) as e:
+                    skipped += 1
+                    log.warning("state topic offset %d: not a snapshot part (%s); skipped", record.offset, e)
+                    continue
+                p = int(rest)
+                chunks = partial.setdefault(snap, (p, parts, offset, {}))[3]
+                chunks[part] = record.value
+                if len(chunks) == parts:
+                    del partial[snap]
+                    if offset <= bounds[p] and (p not in best or offset >= best[p].offset):
+                        best[p] = Snapshot(p, offset, b"".join(chunks[i] for i in range(parts)))
     finally:
         consumer.close()
-    out = {}
-    for p, (snap, parts, offset) in newest.items():
-        got = chunks.get(snap, {})
-        if len(got) == parts:
-            out[p] = Snapshot(p, offset, b"".join(got[i] for i in range(parts)))
-    return out
+    return best
