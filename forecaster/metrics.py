@@ -47,6 +47,8 @@ class Metrics:
     consumer_lag: Gauge
     realized_error: BatchHistogram
     interval_coverage: Gauge
+    broker_connected: Gauge
+    broker_outages: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -77,4 +79,6 @@ class Metrics:
             interval_coverage=Gauge(
                 **kw("forecaster_interval_coverage_ratio", "Share of realized values inside the forecast 0.1-0.9 band")
             ),
+            broker_connected=Gauge(**kw("forecaster_broker_connected", "1 while the worker holds a broker connection")),
+            broker_outages=Counter(**kw("forecaster_broker_outages_total", "Times every broker connection was lost")),
         )

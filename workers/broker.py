@@ -99,14 +99,15 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def start(port: int = 9092, host: str = HOST, timeout: float = 15.0) -> BrokerInfo:
-    """Start a broker on host:port and wait until it answers; ``BrokerError`` if it cannot."""
+def start(port: int = 9092, host: str = HOST, timeout: float = 15.0, advertised_port: int | None = None) -> BrokerInfo:
+    """Start a broker on host:port and wait until it answers; ``BrokerError`` if it cannot.
+    ``advertised_port``: the port clients are told to connect to, when it differs (a proxy)."""
     if port_open(host, port):
         raise BrokerError(f"port {port} on {host} is already in use (a broker running? try 'forecaster broker status')")
     record = _record(port)
     record.parent.mkdir(parents=True, exist_ok=True)
     log = record.with_suffix(".log")
-    url = f"tcp://{host}:{port}"
+    url, advertised = f"tcp://{host}:{port}", f"tcp://{host}:{advertised_port or port}"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
@@ -115,7 +116,7 @@ def start(port: int = 9092, host: str = HOST, timeout: float = 15.0) -> BrokerIn
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
