@@ -6,7 +6,7 @@ Each rejection carries one of the dead-letter reasons of DESIGN.md, so that the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
@@ -31,8 +31,8 @@ def validate_batch(
     Within the batch, events of one stream must have increasing ``ts`` too. Raises
     ``InvalidEventError`` (a ``ValueError``) naming the event's index and reason.
     """
-    if isinstance(events, (str, bytes, Mapping)):
-        raise InvalidEventError(0, "invalid_schema", "update() takes a list of events, not a single event")
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+        raise InvalidEventError(0, "invalid_schema", f"update() takes a list of events, not {type(events).__name__}")
     try:
         batch = _BATCH.validate_python(list(events))
     except ValidationError as e:

@@ -1,0 +1,92 @@
+"""Hostile input, fuzzed (hypothesis): the worker's decode → validate path never raises anything
+but a routed rejection, dead letters stay small and well-formed, and ``update`` raises
+``ValueError`` and changes no state."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import forecaster
+from forecaster.validation import REASONS, validate_each
+from workers import codec
+
+# JSON-ish values where numbers belong: nulls, booleans, NaN/±inf, huge integers, long strings, nesting.
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.text(max_size=50)
+    | st.just("x" * 10_000)
+)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=3))
+field = st.sampled_from(["stream", "ts", "value"])
+events = st.dictionaries(field | st.text(max_size=10), values | st.floats(1e8, 2e9) | st.text(min_size=1), max_size=5)
+
+
+def records() -> st.SearchStrategy[bytes]:
+    """Raw record values: random bytes, invalid UTF-8, nested JSON, events with hostile fields."""
+    return st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=50).map(lambda b: b"\xff\xfe" + b),
+        st.integers(1, 200_000).map(lambda d: b"[" * d + b"]" * d),
+        st.integers(1, 5_000).map(lambda d: b'{"a":' * d + b"1" + b"}" * d),
+        values.map(lambda v: json.dumps(v).encode()),  # json.dumps writes NaN/Infinity literals
+        events.map(lambda e: json.dumps(e).encode()),
+        st.just(b'{"stream": "a", "ts": 1.7e9, "value": ' + b"9" * 5000 + b"}"),
+        st.just(b'{"stream": "a", "ts": 1.7e9, "value": "' + b"9" * (1 << 20) + b'"}'),  # 1 MB
+    )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), min_size=1, max_size=8))
+def test_decode_and_validate_route_every_record(raws: list[bytes]) -> None:
+    decoded, undecodable = [], 0
+    for raw in raws:
+        try:
+            decoded.append(codec.decode(raw))
+        except codec.Undecodable:
+            decoded.append(None)
+            undecodable += 1
+    valid, rejected = validate_each(decoded, {})
+    assert len(valid) + len(rejected) == len(raws)
+    assert all(r.reason in REASONS and r.detail for r in rejected)
+    assert len(rejected) >= undecodable
+    for _, ob in valid:
+        assert 1 <= len(ob.stream) <= 256 and math.isfinite(ob.ts) and math.isfinite(ob.value)
+    for raw, rej in zip(raws, rejected, strict=False):
+        letter = orjson.loads(codec.dead_letter(rej.reason, rej.detail, raw, codec.source("t", 0, 1)))
+        assert letter["error"] == rej.reason and len(letter["raw"]) <= 4 * codec.RAW_LIMIT
+        assert letter.get("raw_size", len(raw)) == len(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events | values, min_size=1, max_size=5), st.integers(0, 5))
+def test_update_raises_value_error_and_changes_no_state(bad: list, at: int) -> None:
+    fc = forecaster.build("gru", seed=0, device="cpu", d_model=8, n_layer=1, horizon=2)
+    fc.update([{"stream": "a", "ts": 100.0, "value": 1.0}])
+    before = fc.snapshot()
+    batch = [{"stream": "b", "ts": 200.0, "value": 2.0}, *bad]
+    batch.insert(min(at, len(batch)), {"stream": "a", "ts": 300.0, "value": 3.0})
+    try:
+        out = fc.update(batch)
+    except ValueError:
+        assert fc.snapshot() == before and fc.streams == ["a"]
+    else:  # the generator made valid events only: one forecast each
+        assert len(out) == len(batch)
+
+
+def test_update_of_something_that_is_not_a_list_is_a_value_error() -> None:
+    fc = forecaster.build("gru", seed=0, device="cpu", d_model=8, n_layer=1, horizon=2)
+    for bad in (None, 5, "abc", b"abc", {"stream": "a", "ts": 1.0, "value": 1.0}, [None], [[1, 2]]):
+        try:
+            fc.update(bad)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        raise AssertionError(f"update({bad!r}) did not raise ValueError")
+    assert fc.streams == []
