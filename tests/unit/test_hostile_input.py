@@ -24,7 +24,7 @@ scalars = (
     | st.text(max_size=50)
     | st.just("x" * 10_000)
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=3))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner))
 field = st.sampled_from(["stream", "ts", "value"])
 events = st.dictionaries(field | st.text(max_size=10), values | st.floats(1e8, 2e9) | st.text(min_size=1), max_size=5)
 
