@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import forecaster
+from tests.integration.helpers import Worker
 from workers import broker
 
 
@@ -24,6 +25,15 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "gru"
     forecaster.build("gru", seed=0, device="cpu", d_model=16, n_layer=1, horizon=4).save(path)
     return path
+
+
+@pytest.fixture
+def worker(kafka: broker.BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(kafka, model_dir, topics, tmp_path)
+    yield w
+    if w.proc.poll() is None:
+        w.proc.kill()
+        w.proc.wait()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.test_worker import consume
+from tests.integration.helpers import consume
 from workers.broker import BrokerInfo
 
 pytestmark = pytest.mark.kafka

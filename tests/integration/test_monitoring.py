@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.test_worker import Worker, consume, price_events, publish, wait_for
+from tests.integration.helpers import Worker, consume, price_events, publish, wait_for
 from workers.broker import BrokerInfo, free_port
 
 pytestmark = pytest.mark.kafka

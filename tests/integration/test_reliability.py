@@ -10,14 +10,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from kafka import KafkaProducer
 
+from forecaster.validation import REASONS
 from tests.integration.faults import Link
-from tests.integration.test_worker import Worker, assert_exact, consume, price_events, publish, wait_for
+from tests.integration.helpers import Reader, Worker, assert_exact, consume, price_events, publish, wait_for
+from tests.unit.test_hostile_input import records
 from workers import broker
 from workers.broker import BrokerInfo
 
 pytestmark = pytest.mark.kafka
+
+EXTREMES = [  # always sent, whatever hypothesis draws
+    (b"big", b'{"stream": "a", "ts": 1.7e9, "value": "' + b"9" * (1 << 20) + b'"}'),  # 1 MB
+    (None, b"[" * 100_000 + b"]" * 100_000),
+    (b"x" * 10_000, json.dumps({"stream": "x" * 10_000, "ts": 1.7e9, "value": 1.0}).encode()),
+    (b"utf8", b'{"stream": "\xff\xfe", "ts": 1.7e9, "value": 1.0}'),
+    (b"nan", b'{"stream": "n", "ts": 1.7e9, "value": NaN}'),
+    (b"null", b'{"stream": "n", "ts": null, "value": true}'),
+]
 
 
 @pytest.fixture
@@ -73,23 +86,6 @@ def test_broker_outage_is_logged_and_counted_and_the_worker_resumes_without_rest
             w.proc.kill()
 
 
-class Reader:
-    """Reads every partition of a topic from the start, keeping what it has read (no group)."""
-
-    def __init__(self, kafka: BrokerInfo, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
-        wait_for(lambda: bool(self.consumer.partitions_for_topic(topic)), 30, f"topic {topic}")
-        self.consumer.assign([TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)])
-        self.messages: list[dict] = []
-
-    def read(self) -> list[dict]:
-        self.messages += [json.loads(r.value) for rs in self.consumer.poll(100).values() for r in rs]
-        return self.messages
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_never_failed(
     kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
@@ -133,3 +129,46 @@ def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_nev
         out.close()
         if w.proc.poll() is None:
             w.proc.kill()
+
+
+def test_fuzzed_records_never_stop_the_worker_valid_ones_are_forecast_and_the_rest_dead_lettered(
+    kafka: BrokerInfo, worker: Worker, topics: dict[str, str], model_dir: Path
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, max_request_size=4 << 20)
+    stream = "valid-\u2603"  # no generated record names it: its forecasts depend on its own events only
+    sent: list[dict] = []  # the valid events, in order
+    wait_for(lambda: "Updated partition assignment" in worker.log_path.read_text(), 60, "the worker assigned")
+    out, dlq = Reader(kafka, topics["output"]), Reader(kafka, topics["dlq"])
+
+    def where(messages: list[dict]) -> set[tuple[int, int]]:
+        return {(m["source"]["partition"], m["source"]["offset"]) for m in messages}
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @example(EXTREMES)
+    @given(st.lists(st.tuples(st.binary(max_size=20) | st.none(), records()), min_size=1, max_size=4))
+    def check(bad: list[tuple[bytes | None, bytes]]) -> None:
+        event = {"stream": stream, "ts": 1.7e9 + 60 * len(sent), "value": 100.0 + len(sent) % 7}
+        futures = [producer.send(topics["input"], key=key, value=value) for key, value in bad]
+        good = producer.send(topics["input"], key=stream.encode(), value=json.dumps(event).encode())
+        sent.append(event)
+        meta = [f.get(timeout=30) for f in futures]
+        at = (good.get(timeout=30).partition, good.get(timeout=30).offset)
+        wait_for(lambda: at in where(out.read()), 30, f"the forecast of {event}")
+        everything = {(m.partition, m.offset) for m in meta}
+        wait_for(lambda: everything <= where(out.read()) | where(dlq.read()), 30, "every fuzzed record routed")
+        assert worker.proc.poll() is None
+
+    try:
+        check()
+        routed = where(out.read()) | where(dlq.read())
+        assert len(routed) == len(out.messages) + len(dlq.messages)  # each record once, in one place
+        assert {d["error"] for d in dlq.messages} <= set(REASONS)
+        assert_exact([m for m in out.messages if m["stream"] == stream], sent, model_dir)
+        assert "Traceback" not in worker.log_path.read_text()
+        assert any(d.get("raw_size") == len(EXTREMES[0][1]) for d in dlq.messages)
+        assert worker.terminate() == 0
+        print(f"fuzz: {len(routed)} records, {len(dlq.messages)} dead letters, {len(sent)} valid forecasts")
+    finally:
+        producer.close()
+        out.close()
+        dlq.close()

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,106 +12,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 import forecaster
 from tests.conftest import random_walks
-from workers.broker import BrokerInfo, free_port
+from tests.integration.helpers import Worker, assert_exact, consume, price_events, publish, wait_for
+from workers.broker import BrokerInfo
 
 pytestmark = pytest.mark.kafka
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Worker:
-    def __init__(self, kafka: BrokerInfo, model: Path, topics: dict[str, str], tmp: Path, *extra: str) -> None:
-        self.metrics_port = free_port()
-        self.log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "forecaster.cli",
-                "serve",
-                "--bootstrap",
-                kafka.bootstrap,
-                "--model",
-                str(model),
-                "--device",
-                "cpu",
-                "--input",
-                topics["input"],
-                "--output",
-                topics["output"],
-                "--dead-letters",
-                topics["dlq"],
-                "--state-topic",
-                topics["state"],
-                "--group",
-                topics["group"],
-                "--metrics-port",
-                str(self.metrics_port),
-                "--kafka-option",
-                "session_timeout_ms=6000",
-                "--kafka-option",
-                "heartbeat_interval_ms=1000",
-                *extra,
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
-            return r.read().decode()
-
-    def sample(self, name: str) -> float:
-        lines = [
-            line for line in self.metrics().splitlines() if line.startswith(name + " ") or line.startswith(name + "{")
-        ]
-        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
-
-
-@pytest.fixture
-def worker(kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
-    w = Worker(kafka, model_dir, topics, tmp_path)
-    yield w
-    if w.proc.poll() is None:
-        w.proc.kill()
-        w.proc.wait()
-
-
-def consume(
-    kafka: BrokerInfo,
-    topic: str,
-    n: int = 0,
-    seconds: float = 60,
-    parse: Callable = json.loads,
-    until: Callable[[list], bool] | None = None,
-) -> list:
-    """Messages of every partition of ``topic`` from the start (assigned directly: no group to
-    join) until there are n of them, or ``until(messages)`` holds."""
-    done = until or (lambda out: len(out) >= n)
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
-    out: list = []
-    try:
-        wait_for(lambda: bool(consumer.partitions_for_topic(topic)), seconds, f"topic {topic}")
-        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
-        wait_for(
-            lambda: out.extend(parse(r.value) for rs in consumer.poll(100).values() for r in rs) or done(out),
-            seconds,
-            f"messages on {topic}",
-        )
-    finally:
-        consumer.close()
-    return out
 
 
 def test_worker_forecasts_equal_the_library_and_bad_records_go_to_the_dlq(
@@ -175,34 +72,6 @@ def test_worker_forecasts_equal_the_library_and_bad_records_go_to_the_dlq(
     assert 0 <= worker.sample("forecaster_interval_coverage_ratio") <= 1
     assert worker.sample("forecaster_realized_error_count") == len(events) - 6  # every value after a stream's first
     assert worker.terminate() == 0
-
-
-def publish(kafka: BrokerInfo, topic: str, events: list[dict]) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
-    for e in events:
-        producer.send(topic, key=e["stream"].encode(), value=json.dumps(e).encode())
-    producer.flush()
-    producer.close()
-
-
-def price_events(n_streams: int, steps: int, seed: int, t0: int = 0) -> list[dict]:
-    values = random_walks(n_streams, t0 + steps, seed=seed)
-    return [
-        {"stream": f"S{i}", "ts": 1.7e9 + 60 * t, "value": float(values[i, t])}
-        for t in range(t0, t0 + steps)
-        for i in range(n_streams)
-    ]
-
-
-def assert_exact(got: list[dict], events: list[dict], model_dir: Path) -> None:
-    """Every event has a forecast (repeats allowed: at least once), equal to the library's."""
-    expected = {(f.stream, f.ts): f for f in forecaster.load(model_dir, device="cpu").update(events)}
-    seen: dict[tuple[str, float], list[float]] = {}
-    for g in got:
-        key = (g["stream"], g["ts"])
-        np.testing.assert_allclose(g["point"], expected[key].point, rtol=1e-6, err_msg=str(key))
-        seen[key] = g["point"]
-    assert set(seen) == set(expected)
 
 
 def test_sigkill_then_restart_continues_with_the_same_forecasts(
