@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 import forecaster
@@ -349,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forecaster: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
     except (ForecasterError, ValueError, OSError) as e:
         print(f"forecaster: error: {e}", file=sys.stderr)
+    except KafkaError as e:  # e.g. no broker at --bootstrap: the client's own words say which
+        print(f"forecaster: error: Kafka: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("forecaster: interrupted", file=sys.stderr)
         return 130

@@ -56,6 +56,11 @@ class KafkaSettings(BaseModel):
         kafka = {k: "***" if any(s in k.lower() for s in SECRET_KEYS) else v for k, v in self.kafka.items()}
         return {**self.model_dump(), "kafka": kafka}
 
+    def __repr_args__(self) -> Any:
+        """``str`` and ``repr`` show the redacted options: a settings object printed anywhere leaks nothing."""
+        for name, value in super().__repr_args__():
+            yield name, self.redacted()["kafka"] if name == "kafka" else value
+
 
 class WorkerSettings(KafkaSettings):
     """Everything ``forecaster serve`` takes."""

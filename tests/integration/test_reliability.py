@@ -172,3 +172,37 @@ def test_fuzzed_records_never_stop_the_worker_valid_ones_are_forecast_and_the_re
         producer.close()
         out.close()
         dlq.close()
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.slow
+def test_a_million_stream_ids_keep_the_cap_and_memory_bounded(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    n, cap = 1_000_000, 10_000
+    w = Worker(kafka, model_dir, topics, tmp_path, "--max-streams", str(cap))
+    try:
+        wait_for(lambda: "Updated partition assignment" in w.log_path.read_text(), 60, "the worker assigned")
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=20, batch_size=1 << 20)
+        rss: dict[int, float] = {}
+        for i in range(n):  # each id once: every event past the cap evicts the least recently used stream
+            producer.send(topics["input"], value=b'{"stream": "id-%d", "ts": 1.7e9, "value": 1.0}' % i)
+            if i in (n // 5, n - 1):
+                producer.flush()
+                wait_for(lambda i=i: w.sample("forecaster_forecasts_total") > i, 300, f"{i} forecasts")
+                rss[i] = rss_mb(w.proc.pid)
+        producer.close()
+        assert w.sample("forecaster_active_streams") == cap
+        assert w.sample("forecaster_evictions_total") == n - cap
+        peak = rss_mb(w.proc.pid, "VmHWM")
+        growth = rss[n - 1] - rss[n // 5]
+        print(f"1M ids: RSS {rss[n // 5]:.0f} MB at 200k ids, {rss[n - 1]:.0f} MB at 1M, peak {peak:.0f} MB")
+        assert growth < 50  # bounded: 800k more ids kept in any per-stream map would be > 100 MB
+        assert w.terminate() == 0
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
