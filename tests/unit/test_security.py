@@ -4,6 +4,7 @@ secrets never reach a log line or an error message."""
 from __future__ import annotations
 
 import json
+
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
