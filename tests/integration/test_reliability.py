@@ -91,38 +91,46 @@ def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_nev
 ) -> None:
     events = price_events(20, 60, seed=32)
     bad = [(b"S0", b"{not json"), (b"S1", b'{"stream": "S1", "ts": 1.7e9, "value": NaN}'), (b"S2", b"\xff")]
+    n_kills, rng = 5, random.Random(7)
+    # The replay arrives in n_kills + 1 parts, so that each kill lands mid-stream: after a random
+    # number of the part's forecasts, with the rest of the part still in flight.
+    bounds = [round(len(events) * i / (n_kills + 1)) for i in range(n_kills + 2)]
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
-    for i, e in enumerate(events):  # the whole replay is on the topic before the first worker starts
-        producer.send(topics["input"], key=e["stream"].encode(), value=json.dumps(e).encode())
-        if i % 400 == 7:
-            for key, value in bad:
-                producer.send(topics["input"], key=key, value=value)
-    producer.flush()
-    producer.close()
-    n_bad = 3 * len(bad)
 
-    rng = random.Random(7)
-    kills = sorted(rng.sample(range(50, len(events) - 50), 5))  # progress points of the kills, random
+    def send_part(i: int) -> None:
+        for j, e in enumerate(events[bounds[i] : bounds[i + 1]]):
+            producer.send(topics["input"], key=e["stream"].encode(), value=json.dumps(e).encode())
+            if i % 2 == 0 and j == 7:
+                for key, value in bad:
+                    producer.send(topics["input"], key=key, value=value)
+        producer.flush()
 
     def start() -> Worker:
         return Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "7", "--snapshot-interval-s", "0.3")
 
     w = start()
     out = Reader(kafka, topics["output"])
+    killed_at = []
     try:
-        for k in kills:
+        for i in range(n_kills):
+            send_part(i)
+            k = rng.randint(bounds[i] + 1, bounds[i + 1])
             wait_for(lambda k=k: unique(out.read()) >= k, 90, f"{k} forecasts")
-            time.sleep(rng.uniform(0, 0.3))  # not synchronisation: a random moment within the next steps
             w.proc.kill()
             w.proc.wait()
+            killed_at.append(unique(out.read()))
             w = start()
+        send_part(n_kills)
         wait_for(lambda: unique(out.read()) == len(events), 120, "every forecast")
+        assert killed_at[-1] < len(events)
         assert_exact(out.messages, events, model_dir)
+        n_bad = len(bad) * len(range(0, n_kills + 1, 2))
         dead = consume(kafka, topics["dlq"], until=lambda d: len({json.dumps(x["source"]) for x in d}) == n_bad)
         assert {d["error"] for d in dead} == {"invalid_json", "non_finite"}
+        wait_for(lambda: "worker started" in w.log_path.read_text(), 60, "the last worker running")  # handles SIGTERM
         assert w.terminate() == 0
         print(
-            f"crash loop: {len(events)} events + {n_bad} bad, {len(kills)} SIGKILLs, "
+            f"crash loop: {len(events)} events + {n_bad} bad, SIGKILLs after {killed_at} forecasts, "
             f"{len(out.messages)} forecasts ({len(out.messages) - len(events)} repeats), 0 lost"
         )
     finally:
