@@ -29,11 +29,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def worker(kafka: broker.BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
-    w = Worker(kafka, model_dir, topics, tmp_path)
-    yield w
-    if w.proc.poll() is None:
-        w.proc.kill()
-        w.proc.wait()
+    with Worker(kafka, model_dir, topics, tmp_path) as w:
+        yield w
 
 
 @pytest.fixture

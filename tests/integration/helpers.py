@@ -82,6 +82,18 @@ class Worker:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
 
+    def kill(self) -> None:
+        """SIGKILL, unless it has exited already."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()  # a failed test leaves no process behind
+
 
 def consume(
     kafka: BrokerInfo,

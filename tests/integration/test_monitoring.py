@@ -78,6 +78,4 @@ def test_prometheus_answers_every_dashboard_query_from_a_live_worker(
     finally:
         prom.terminate()
         prom.wait(timeout=30)
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.wait()
+        worker.kill()

@@ -56,8 +56,7 @@ def test_broker_outage_is_logged_and_counted_and_the_worker_resumes_without_rest
     kafka, link = linked_broker
     events = price_events(10, 40, seed=31)
     first, second = events[:200], events[200:]
-    w = Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.5")
-    try:
+    with Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.5") as w:
         publish(kafka, topics["input"], first)
         consume(kafka, topics["output"], until=lambda out: unique(out) == len(first))
         link.cut()
@@ -82,9 +81,6 @@ def test_broker_outage_is_logged_and_counted_and_the_worker_resumes_without_rest
         assert w.sample("forecaster_broker_outages_total") == 1
         assert w.terminate() == 0
         print(f"outage: {outage_s:.1f} s, {attempts} reconnect attempts, {unique(got)} of {len(events)} forecasts")
-    finally:
-        if w.proc.poll() is None:
-            w.proc.kill()
 
 
 def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_never_failed(
@@ -117,8 +113,7 @@ def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_nev
             send_part(i)
             k = rng.randint(bounds[i] + 1, bounds[i + 1])
             wait_for(lambda k=k: unique(out.read()) >= k, 90, f"{k} forecasts")
-            w.proc.kill()
-            w.proc.wait()
+            w.kill()
             killed_at.append(unique(out.read()))
             w = start()
         send_part(n_kills)
@@ -136,8 +131,7 @@ def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_nev
         )
     finally:
         out.close()
-        if w.proc.poll() is None:
-            w.proc.kill()
+        w.kill()
 
 
 def test_fuzzed_records_never_stop_the_worker_valid_ones_are_forecast_and_the_rest_dead_lettered(
@@ -193,8 +187,7 @@ def test_a_million_stream_ids_keep_the_cap_and_memory_bounded(
     kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
     n, cap = 1_000_000, 10_000
-    w = Worker(kafka, model_dir, topics, tmp_path, "--max-streams", str(cap))
-    try:
+    with Worker(kafka, model_dir, topics, tmp_path, "--max-streams", str(cap)) as w:
         wait_for(lambda: "Updated partition assignment" in w.log_path.read_text(), 60, "the worker assigned")
         producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=20, batch_size=1 << 20)
         rss: dict[int, float] = {}
@@ -212,6 +205,3 @@ def test_a_million_stream_ids_keep_the_cap_and_memory_bounded(
         print(f"1M ids: RSS {rss[n // 5]:.0f} MB at 200k ids, {rss[n - 1]:.0f} MB at 1M, peak {peak:.0f} MB")
         assert growth < 50  # bounded: 800k more ids kept in any per-stream map would be > 100 MB
         assert w.terminate() == 0
-    finally:
-        if w.proc.poll() is None:
-            w.proc.kill()

@@ -95,8 +95,7 @@ def test_sigkill_then_restart_continues_with_the_same_forecasts(
         assert "restored snapshot at offset" in b.log_path.read_text()
         assert b.terminate() == 0
     finally:
-        if b.proc.poll() is None:
-            b.proc.kill()
+        b.kill()
 
 
 def test_two_workers_split_the_streams_and_one_takes_over_when_the_other_dies(
@@ -137,8 +136,7 @@ def test_two_workers_split_the_streams_and_one_takes_over_when_the_other_dies(
         assert b.terminate() == 0
     finally:
         for w in (a, b):
-            if w.proc.poll() is None:
-                w.proc.kill()
+            w.kill()
 
 
 def committed_offsets(kafka: BrokerInfo, topics: dict[str, str]) -> dict[int, int]:
@@ -182,5 +180,4 @@ def test_sigterm_mid_stream_commits_exactly_what_it_forecast_and_a_restart_loses
         assert restored == sum(1 for o in committed.values() if o > 0)  # a's final snapshots
         assert b.terminate() == 0
     finally:
-        if b.proc.poll() is None:
-            b.proc.kill()
+        b.kill()
