@@ -164,3 +164,12 @@ def assert_exact(got: list[dict], events: list[dict], model_dir: Path) -> None:
         np.testing.assert_allclose(g["point"], expected[key].point, rtol=1e-6, err_msg=str(key))
         seen[key] = g["point"]
     assert set(seen) == set(expected)
+
+
+def committed_offsets(kafka: BrokerInfo, topics: dict[str, str]) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=topics["group"], enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topics["input"])
+        return {p: consumer.committed(TopicPartition(topics["input"], p)) or 0 for p in parts}
+    finally:
+        consumer.close()

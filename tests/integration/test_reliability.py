@@ -16,7 +16,16 @@ from kafka import KafkaProducer
 
 from forecaster.validation import REASONS
 from tests.integration.faults import Link
-from tests.integration.helpers import Reader, Worker, assert_exact, consume, price_events, publish, wait_for
+from tests.integration.helpers import (
+    Reader,
+    Worker,
+    assert_exact,
+    committed_offsets,
+    consume,
+    price_events,
+    publish,
+    wait_for,
+)
 from tests.unit.test_hostile_input import records
 from workers import broker
 from workers.broker import BrokerInfo
@@ -205,3 +214,35 @@ def test_a_million_stream_ids_keep_the_cap_and_memory_bounded(
         print(f"1M ids: RSS {rss[n // 5]:.0f} MB at 200k ids, {rss[n - 1]:.0f} MB at 1M, peak {peak:.0f} MB")
         assert growth < 50  # bounded: 800k more ids kept in any per-stream map would be > 100 MB
         assert w.terminate() == 0
+
+
+def test_garbage_on_the_state_topic_is_skipped_and_recovery_stays_exact(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    events = price_events(8, 30, seed=33)
+    first, second = events[:120], events[120:]
+    with Worker(kafka, model_dir, topics, tmp_path) as a:
+        publish(kafka, topics["input"], first)
+        consume(kafka, topics["output"], len(first))
+        assert a.terminate() == 0  # a clean stop writes every partition's final snapshot
+    committed = committed_offsets(kafka, topics)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    for p, offset in committed.items():  # after each partition's real snapshot:
+        key = f"{topics['input']}:{p}:0".encode()
+        producer.send(topics["state"], key=key, value=b"torn", headers=[("snapshot", b"x")])  # a torn part
+        for tag, at in ((b"future", 10**6), (b"now", offset)):  # past the committed offset; at it (newest)
+            headers = [("snapshot", tag + str(p).encode()), ("part", b"0"), ("parts", b"1"), ("offset", b"%d" % at)]
+            producer.send(topics["state"], key=key, value=b"\x80\x04 not a snapshot", headers=headers)
+    producer.flush()
+    producer.close()
+    publish(kafka, topics["input"], second)
+    with Worker(kafka, model_dir, topics, tmp_path) as b:
+        got = consume(kafka, topics["output"], len(events))
+        assert len(got) == len(events)  # not one forecast twice, none lost
+        assert_exact(got, events, model_dir)
+        log = b.log_path.read_text()
+        used = sum(1 for o in committed.values() if o > 0)
+        assert log.count("not a snapshot part") == len(committed) and "Traceback" not in log
+        assert log.count("snapshot not usable") == used  # the forged one at the committed offset: refused
+        assert log.count("restored no snapshot") == used  # and the partition rebuilt from its beginning
+        assert b.terminate() == 0

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 import forecaster
 from tests.conftest import random_walks
-from tests.integration.helpers import Worker, assert_exact, consume, price_events, publish, wait_for
+from tests.integration.helpers import Worker, assert_exact, committed_offsets, consume, price_events, publish, wait_for
 from workers.broker import BrokerInfo
 
 pytestmark = pytest.mark.kafka
@@ -137,15 +137,6 @@ def test_two_workers_split_the_streams_and_one_takes_over_when_the_other_dies(
     finally:
         for w in (a, b):
             w.kill()
-
-
-def committed_offsets(kafka: BrokerInfo, topics: dict[str, str]) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=topics["group"], enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(topics["input"])
-        return {p: consumer.committed(TopicPartition(topics["input"], p)) or 0 for p in parts}
-    finally:
-        consumer.close()
 
 
 def test_sigterm_mid_stream_commits_exactly_what_it_forecast_and_a_restart_loses_nothing(
