@@ -101,3 +101,10 @@ def test_every_dashboard_query_names_exported_metrics_and_every_design_metric_is
     titles = " ".join(p["title"].lower() for p in DASHBOARD["panels"])
     for word in ("latency", "throughput", "batch", "inference", "streams", "lag", "dead letters", "error", "coverage"):
         assert word in titles
+
+
+def test_every_port_compose_publishes_is_bound_to_localhost() -> None:
+    published = [(name, port) for name, svc in COMPOSE["services"].items() for port in svc.get("ports", [])]
+    assert published, "compose publishes no port"
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
