@@ -269,7 +269,7 @@ class ForecastWorker:
         batch, after waiting for the broker, when ``wait``). Asynchronously, so the loop need not
         wait for the round trip: a lost commit only replays records; shutdown commits synchronously."""
         if wait and self.pending:
-            self.producer.flush()
+            self.health.flush(self.producer)
         while self.pending and all(f.is_done for f in self.pending[0].futures):
             batch = self.pending.popleft()
             failed = next((f for f in batch.futures if f.failed()), None)
@@ -303,7 +303,7 @@ class ForecastWorker:
                     self.covered[tp],
                     self.fc.snapshot(owned[tp.partition]),
                 )
-        self.producer.flush()
+        self.health.flush(self.producer)
         self.last_snapshot = time.monotonic()
 
     def release(self, partitions: set[TopicPartition]) -> None:

@@ -11,7 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import Counter, Gauge
 
 log = logging.getLogger("forecaster.worker")
@@ -52,6 +53,16 @@ class BrokerHealth:
             log.info("broker reachable again after %.1f s; resuming", now - self.down_since)
             self.down_since = None
             self.connected.set(1)
+
+    def flush(self, producer: KafkaProducer) -> None:
+        """``producer.flush()``, checking meanwhile: in an outage a flush waits up to the
+        producer's ``delivery_timeout_ms``, and the outage must show at once, not after it."""
+        while True:
+            try:
+                producer.flush(timeout=self.every_s)
+                return
+            except KafkaTimeoutError:
+                self.check()
 
 
 def consumer_connections(consumer: KafkaConsumer) -> Callable[[], float]:

@@ -65,7 +65,7 @@ def test_broker_outage_is_logged_and_counted_and_the_worker_resumes_without_rest
     kafka, link = linked_broker
     events = price_events(10, 40, seed=31)
     first, second = events[:200], events[200:]
-    with Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.5") as w:
+    with Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.1") as w:
         publish(kafka, topics["input"], first)
         consume(kafka, topics["output"], until=lambda out: unique(out) == len(first))
         link.cut()
