@@ -241,8 +241,10 @@ def test_garbage_on_the_state_topic_is_skipped_and_recovery_stays_exact(
         assert len(got) == len(events)  # not one forecast twice, none lost
         assert_exact(got, events, model_dir)
         log = b.log_path.read_text()
+        # (counts are per recovery: "at least" allows a second rebalance)
         used = sum(1 for o in committed.values() if o > 0)
-        assert log.count("not a snapshot part") == len(committed) and "Traceback" not in log
-        assert log.count("snapshot not usable") == used  # the forged one at the committed offset: refused
-        assert log.count("restored no snapshot") == used  # and the partition rebuilt from its beginning
+        assert log.count("not a snapshot part") >= len(committed) and "Traceback" not in log
+        assert log.count("snapshot not usable") >= used  # the forged one at the committed offset: refused
+        assert log.count("restored no snapshot") >= used  # and the partition rebuilt from its beginning
+        assert "restored snapshot at offset" not in log  # the forged ones are newer than the real ones
         assert b.terminate() == 0
