@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from forecaster.validation import REASONS
+from tests.hostile import records
 from tests.integration.faults import Link
 from tests.integration.helpers import (
     Reader,
@@ -26,7 +27,6 @@ from tests.integration.helpers import (
     publish,
     wait_for,
 )
-from tests.unit.test_hostile_input import records
 from workers import broker
 from workers.broker import BrokerInfo
 
