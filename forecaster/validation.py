@@ -14,7 +14,8 @@ from pydantic import TypeAdapter, ValidationError
 from forecaster.errors import InvalidEventError
 from forecaster.schemas import Observation
 
-REASONS = ("invalid_json", "invalid_schema", "non_finite", "out_of_order", "duplicate")
+# key_mismatch is the worker's alone: a Kafka record whose key is not its stream id.
+REASONS = ("invalid_json", "invalid_schema", "non_finite", "out_of_order", "duplicate", "key_mismatch")
 
 _BATCH = TypeAdapter(list[Observation])
 

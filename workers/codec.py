@@ -12,8 +12,32 @@ import numpy as np
 import orjson
 
 
-class Undecodable(Exception):
+class Rejected(Exception):
+    """A record refused before validation; ``reason`` is its dead-letter reason."""
+
+    reason = "invalid_schema"
+
+
+class Undecodable(Rejected):
     """A record value that is not JSON text."""
+
+    reason = "invalid_json"
+
+
+class KeyMismatch(Rejected):
+    """A record whose Kafka key is not its stream id: the stream's events could then sit on two
+    partitions, and its state on two workers, out of order."""
+
+    reason = "key_mismatch"
+
+
+def check_key(key: bytes | None, event: Any) -> None:
+    """Raise ``KeyMismatch`` if ``key`` is set and differs from the event's stream id. Unkeyed
+    records pass (e.g. a one-partition topic); a missing or malformed id is the validator's to report."""
+    stream = event.get("stream") if key is not None and isinstance(event, dict) else None
+    if isinstance(stream, str) and key != stream.encode(errors="surrogatepass"):
+        shown = key[:64].decode(errors="replace")
+        raise KeyMismatch(f"the record's key {shown!r} is not its stream id {stream[:64]!r}")
 
 
 def decode(value: bytes | None) -> Any:

@@ -185,17 +185,19 @@ class ForecastWorker:
             live += [r.offset >= silent for r in rs] if silent >= 0 else [True] * len(rs)
         m.events.inc(len(records))
         self.sent = []
-        decoded, undecodable = [], set()
+        decoded, routed = [], set()  # routed: records already sent to the dead-letter topic
         for i, r in enumerate(records):
             try:
-                decoded.append(codec.decode(r.value))
-            except codec.Undecodable as e:
-                decoded.append(None)  # a placeholder the validator rejects; its reason is already given
-                undecodable.add(i)
-                self._dead(r, "invalid_json", str(e))
+                event = codec.decode(r.value)
+                codec.check_key(r.key, event)
+            except codec.Rejected as e:
+                event = None  # a placeholder the validator rejects; its reason is already given
+                routed.add(i)
+                self._dead(r, e.reason, str(e))
+            decoded.append(event)
         valid, rejected = validate_each(decoded, engine.table.last_ts)
         for rej in rejected:
-            if rej.index not in undecodable:
+            if rej.index not in routed:
                 self._dead(records[rej.index], rej.reason, rej.detail)
         if valid:
             self._forecast(records, live, valid)

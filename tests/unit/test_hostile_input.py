@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,3 +64,23 @@ def test_update_of_something_that_is_not_a_list_is_a_value_error() -> None:
             continue
         raise AssertionError(f"update({bad!r}) did not raise ValueError")
     assert fc.streams == []
+
+
+@pytest.mark.parametrize(
+    ("key", "event", "refused"),
+    [
+        (b"AAPL", {"stream": "AAPL"}, False),
+        (None, {"stream": "AAPL"}, False),  # unkeyed: accepted (e.g. a one-partition topic)
+        (b"AAPL", {"stream": "MSFT"}, True),
+        ("\u2603".encode(), {"stream": "\u2603"}, False),
+        (b"AAPL", {"stream": 5}, False),  # not a stream id: the validator's to reject
+        (b"AAPL", [1, 2], False),
+    ],
+)
+def test_a_record_keyed_by_another_stream_is_refused(key: bytes | None, event: object, refused: bool) -> None:
+    try:
+        codec.check_key(key, event)
+    except codec.KeyMismatch as e:
+        assert refused and e.reason == "key_mismatch" and "MSFT" in str(e)
+    else:
+        assert not refused
