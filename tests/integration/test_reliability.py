@@ -4,7 +4,9 @@ hostile input and a million stream ids (docs/RELIABILITY.md quotes these tests' 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +93,37 @@ def test_broker_outage_is_logged_and_counted_and_the_worker_resumes_without_rest
         assert w.sample("forecaster_broker_outages_total") == 1
         assert w.terminate() == 0
         print(f"outage: {outage_s:.1f} s, {attempts} reconnect attempts, {unique(got)} of {len(events)} forecasts")
+
+
+@pytest.fixture
+def own_broker() -> Iterator[BrokerInfo]:
+    """A broker of its own, which the test may freeze."""
+    info = broker.start(broker.free_port())
+    try:
+        yield info
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+        broker.stop(info.port)
+
+
+def test_a_broker_process_stopped_and_continued_loses_nothing(
+    own_broker: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    kafka = own_broker
+    events = price_events(10, 40, seed=34)
+    first, second = events[:200], events[200:]
+    with Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.1") as w:
+        publish(kafka, topics["input"], first)
+        consume(kafka, topics["output"], until=lambda out: unique(out) == len(first))
+        os.kill(kafka.pid, signal.SIGSTOP)  # the broker stops answering; its connections stay open
+        stopped_at = time.monotonic()
+        wait_for(lambda: time.monotonic() - stopped_at > 10, 30, "a 10 s stop (longer than the 6 s session)")
+        os.kill(kafka.pid, signal.SIGCONT)
+        publish(kafka, topics["input"], second)
+        got = consume(kafka, topics["output"], seconds=120, until=lambda out: unique(out) == len(events))
+        assert_exact(got, events, model_dir)
+        assert w.proc.poll() is None and "Traceback" not in w.log_path.read_text()
+        assert w.terminate() == 0
 
 
 def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_never_failed(
