@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Self
 
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SECRET_KEYS = ("password", "secret", "token", "key")  # never printed or logged
@@ -38,8 +39,6 @@ class KafkaSettings(BaseModel):
     @field_validator("kafka")
     @classmethod
     def _known_options(cls, kafka: dict[str, Any]) -> dict[str, Any]:
-        from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # here: the CLI parser imports this module
-
         known = {*KafkaConsumer.DEFAULT_CONFIG, *KafkaProducer.DEFAULT_CONFIG, *KafkaAdminClient.DEFAULT_CONFIG}
         unknown = sorted(set(kafka) - known)
         if unknown:

@@ -20,6 +20,8 @@ import forecaster
 from tests.conftest import random_walks
 from workers.broker import BrokerInfo, free_port
 
+SERVE = [sys.executable, "-m", "forecaster.cli", "serve"]  # `forecaster serve`, from this interpreter
+
 
 def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
@@ -36,10 +38,7 @@ class Worker:
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "forecaster.cli",
-                "serve",
+                *SERVE,
                 "--bootstrap",
                 kafka.bootstrap,
                 "--model",

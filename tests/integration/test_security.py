@@ -4,12 +4,11 @@ without the password reaching the output."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Worker, wait_for
+from tests.integration.helpers import SERVE, Worker, wait_for
 from workers.broker import BrokerInfo
 
 pytestmark = pytest.mark.kafka
@@ -50,17 +49,7 @@ def test_sasl_settings_reach_the_broker_and_the_password_never_shows(kafka: Brok
     }
     flags = [arg for k, v in options.items() for arg in ("--kafka-option", f"{k}={v}")]
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "forecaster.cli",
-            "serve",
-            "--bootstrap",
-            kafka.bootstrap,
-            "--metrics-port",
-            "0",
-            *flags,
-        ],
+        [*SERVE, "--bootstrap", kafka.bootstrap, "--metrics-port", "0", *flags],
         capture_output=True,
         text=True,
         timeout=120,
