@@ -74,12 +74,17 @@ def rate_of(records: list[Any]) -> float:
 
 
 def proc_stats(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) and peak RSS of a live process, from /proc."""
+    """CPU seconds (user + system) and peak RSS of a live process and its live children (the
+    worker's producer process), summed, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    status = Path(f"/proc/{pid}/status").read_text()
-    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "peak_rss_mb": hwm / 1024}
+    children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    cpu = hwm = 0
+    for p in (pid, *children):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{p}/status").read_text()
+        cpu += int(fields[11]) + int(fields[12])
+        hwm += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    return {"cpu_s": cpu / ticks, "peak_rss_mb": hwm / 1024}
 
 
 class Worker:

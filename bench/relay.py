@@ -32,6 +32,7 @@ import forecaster
 from forecaster.schemas import Observation
 from workers import codec
 from workers.forecast_worker import CONSUMER_DEFAULTS, MAX_PENDING, PRODUCER_DEFAULTS
+from workers.sender import LOG_FORMAT
 
 Output = tuple[int, bytes | None, bytes]  # partition, key, value
 Handler = Callable[[list[Any]], list[Output]]
@@ -165,7 +166,7 @@ def main() -> None:
     p.add_argument("--model", default="lstm", help="naive: the model")
     p.add_argument("--horizon", type=int, default=8, help="river: steps ahead")
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     relay(args, HANDLERS[args.kind](args))
 
 

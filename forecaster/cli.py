@@ -127,10 +127,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from workers.forecast_worker import ForecastWorker
+    from workers.sender import LOG_FORMAT
     from workers.settings import WorkerSettings
     from workers.topics import ensure_topics, worker_topics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = _settings(WorkerSettings, args)
     ensure_topics(settings, worker_topics(settings, args.partitions))
     if settings.threads:  # per process: set before the model runs

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +39,21 @@ def events(values: np.ndarray, names: list[str] | None = None, t0: float = 1.7e9
         [{"stream": s, "ts": t0 + 60.0 * i, "value": float(v)} for s, v in zip(names, values[:, i], strict=True)]
         for i in range(values.shape[1])
     ]
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail after ``seconds``: the tests' only way to wait."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited (an orphan's zombie counts: init reaps it when it will)."""
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" in status.read_text()
 
 
 def cuda_available() -> bool:

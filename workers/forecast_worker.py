@@ -6,7 +6,7 @@ One turn of the loop (``step``):
   2. decode and validate each record; rejected ones become dead letters with their reason;
   3. score the previous one-step forecast of each stream against its new value (live accuracy);
   4. one engine advance for all valid events;
-  5. send forecasts and dead letters;
+  5. hand forecasts and dead letters to the producer process (``workers.sender``) in one message;
   6. commit the input offsets of every earlier batch whose records the broker has acknowledged.
 The loop does not wait for a batch's acks before polling the next (at most ``MAX_PENDING``
 batches are unacknowledged): the broker's round trip overlaps the next batch's work. A crash
@@ -37,11 +37,11 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 import forecaster
-from forecaster.errors import ForecasterError
 from forecaster.metrics import Metrics
 from forecaster.validation import validate_each
 from workers import codec, snapshots
 from workers.health import BrokerHealth, consumer_connections
+from workers.sender import Sender
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("forecaster.worker")
@@ -64,10 +64,10 @@ MAX_PENDING = 4  # batches sent but not yet acknowledged; more and the loop wait
 
 @dataclass
 class _Pending:
-    """A batch sent but not yet acknowledged: its producer futures, the offsets it completes,
+    """A batch sent but not yet acknowledged: its producer ticket, the offsets it completes,
     and the input record timestamps of its forecasts (for the end-to-end latency)."""
 
-    futures: list[Any]
+    ticket: int
     offsets: dict[TopicPartition, int]
     input_ts: list[int]
 
@@ -129,13 +129,12 @@ class ForecastWorker:
                 **settings.options_for(KafkaConsumer),
             }
         )
-        self.producer = KafkaProducer(**{**PRODUCER_DEFAULTS, **RECONNECT, **settings.options_for(KafkaProducer)})
+        self.producer = Sender({**PRODUCER_DEFAULTS, **RECONNECT, **settings.options_for(KafkaProducer)})
         self.health = BrokerHealth(
             consumer_connections(self.consumer), self.metrics.broker_connected, self.metrics.broker_outages
         )
         self.running = True
         self.out_partitions = 1  # of the output topic, known once run() starts
-        self.sent: list[Any] = []  # producer futures of the batch in hand
         self.pending: deque[_Pending] = deque()
         self._evictions = 0
         self.partition_of: dict[str, int] = {}  # stream -> the input partition it arrives on
@@ -184,7 +183,6 @@ class ForecastWorker:
             silent = self.silent_until.get(tp, -1)  # a recovering partition's already-forecast records
             live += [r.offset >= silent for r in rs] if silent >= 0 else [True] * len(rs)
         m.events.inc(len(records))
-        self.sent = []
         decoded, routed = [], set()  # routed: records already sent to the dead-letter topic
         for i, r in enumerate(records):
             try:
@@ -203,7 +201,7 @@ class ForecastWorker:
             self._forecast(records, live, valid)
         self.pending.append(
             _Pending(
-                self.sent,
+                self.producer.seal(),
                 {tp: rs[-1].offset + 1 for tp, rs in polled.items()},
                 [r.timestamp for r, fresh in zip(records, live, strict=True) if fresh],
             )
@@ -234,13 +232,11 @@ class ForecastWorker:
                 continue  # replayed to rebuild state: its forecast was produced and committed before
             produced += 1
             src = codec.source(r.topic, r.partition, r.offset)
-            self.sent.append(
-                self.producer.send(
-                    topic,
-                    partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
-                    key=r.key or ob.stream.encode(),
-                    value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
-                )
+            self.producer.send(
+                topic,
+                partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
+                key=r.key or ob.stream.encode(),
+                value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
             )
         m.forecasts.labels(name).inc(produced)
 
@@ -260,10 +256,8 @@ class ForecastWorker:
             return  # sent when the record was first seen
         self.metrics.invalid_events.labels(reason).inc()
         src = codec.source(record.topic, record.partition, record.offset)
-        self.sent.append(
-            self.producer.send(
-                self.settings.dead_letters, key=record.key, value=codec.dead_letter(reason, detail, record.value, src)
-            )
+        self.producer.send(
+            self.settings.dead_letters, key=record.key, value=codec.dead_letter(reason, detail, record.value, src)
         )
 
     def _settle(self, wait: bool) -> None:
@@ -272,13 +266,9 @@ class ForecastWorker:
         wait for the round trip: a lost commit only replays records; shutdown commits synchronously."""
         if wait and self.pending:
             self.health.flush(self.producer)
-        while self.pending and all(f.is_done for f in self.pending[0].futures):
+        # A record that failed (after retries until delivery_timeout_ms) raises here: stop rather than commit a loss.
+        while self.pending and self.producer.is_done(self.pending[0].ticket):
             batch = self.pending.popleft()
-            failed = next((f for f in batch.futures if f.failed()), None)
-            if failed is not None:  # the producer retried until delivery_timeout_ms: stop rather than commit a loss
-                raise ForecasterError(
-                    f"could not deliver a record (not committed, will be replayed): {failed.exception}"
-                )
             lag = time.time() - np.array(batch.input_ts) / 1000
             self.metrics.e2e_latency.observe_many(np.maximum(lag, 0.0))
             self.covered.update(batch.offsets)

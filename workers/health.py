@@ -11,9 +11,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 from kafka.errors import KafkaTimeoutError
 from prometheus_client import Counter, Gauge
+
+from workers.sender import Sender
 
 log = logging.getLogger("forecaster.worker")
 
@@ -54,7 +56,7 @@ class BrokerHealth:
             self.down_since = None
             self.connected.set(1)
 
-    def flush(self, producer: KafkaProducer) -> None:
+    def flush(self, producer: Sender) -> None:
         """``producer.flush()``, checking meanwhile: in an outage a flush waits up to the
         producer's ``delivery_timeout_ms``, and the outage must show at once, not after it."""
         while True:

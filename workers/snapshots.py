@@ -15,8 +15,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
+from workers.sender import Sender
 from workers.settings import WorkerSettings
 
 CHUNK = 512 * 1024
@@ -30,7 +31,7 @@ class Snapshot:
     blob: bytes
 
 
-def write(producer: KafkaProducer, settings: WorkerSettings, partition: int, offset: int, blob: bytes) -> None:
+def write(producer: Sender, settings: WorkerSettings, partition: int, offset: int, blob: bytes) -> None:
     snap, parts = uuid.uuid4().hex.encode(), max(1, -(-len(blob) // CHUNK))
     for i in range(parts):
         headers = [

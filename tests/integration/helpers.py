@@ -4,10 +4,10 @@ reading topics, waiting with a deadline, and the exactness check against the lib
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -17,18 +17,10 @@ import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 import forecaster
-from tests.conftest import random_walks
+from tests.conftest import random_walks, wait_for
 from workers.broker import BrokerInfo, free_port
 
 SERVE = [sys.executable, "-m", "forecaster.cli", "serve"]  # `forecaster serve`, from this interpreter
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Worker:
@@ -65,6 +57,7 @@ class Worker:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, as in a terminal: see ``interrupt``
         )
 
     def metrics(self) -> str:
@@ -80,6 +73,16 @@ class Worker:
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT to the whole process group (the worker and its producer process)."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+    def children(self) -> list[int]:
+        """Process ids of the worker's children (its producer process)."""
+        tasks = Path(f"/proc/{self.proc.pid}/task").iterdir()
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
 
     def kill(self) -> None:
         """SIGKILL, unless it has exited already."""

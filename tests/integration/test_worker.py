@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaProducer
 
 import forecaster
-from tests.conftest import random_walks
+from tests.conftest import exited, random_walks
 from tests.integration.helpers import Worker, assert_exact, committed_offsets, consume, price_events, publish, wait_for
 from workers.broker import BrokerInfo
 
@@ -83,8 +83,11 @@ def test_sigkill_then_restart_continues_with_the_same_forecasts(
     publish(kafka, topics["input"], first)
     consume(kafka, topics["output"], len(first))
     consume(kafka, topics["state"], 1, parse=bytes)  # a snapshot was written
+    (producer,) = a.children()
     a.proc.kill()
     a.proc.wait()
+    # The orphaned producer process goes too (it may linger as a zombie until init reaps it).
+    wait_for(lambda: exited(producer), 30, "the producer process to exit")
     publish(kafka, topics["input"], second)
     b = Worker(kafka, model_dir, topics, tmp_path)
     try:
@@ -139,9 +142,11 @@ def test_two_workers_split_the_streams_and_one_takes_over_when_the_other_dies(
             w.kill()
 
 
-def test_sigterm_mid_stream_commits_exactly_what_it_forecast_and_a_restart_loses_nothing(
-    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_a_stop_mid_stream_commits_exactly_what_it_forecast_and_a_restart_loses_nothing(
+    stop: str, kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
+    """SIGTERM goes to the worker alone; Ctrl-C to its producer process as well."""
     events = price_events(20, 60, seed=23)
     first, second = events[:400], events[400:]
     a = Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "5")  # many small batches
@@ -149,7 +154,7 @@ def test_sigterm_mid_stream_commits_exactly_what_it_forecast_and_a_restart_loses
     consume(kafka, topics["output"], 100)  # a is mid-stream
     late = threading.Thread(target=publish, args=(kafka, topics["input"], second))
     late.start()
-    assert a.terminate() == 0
+    assert (a.terminate() if stop == "sigterm" else a.interrupt()) == 0
     late.join()
     log = a.log_path.read_text()
     assert "worker stopped" in log and "Traceback" not in log

@@ -44,13 +44,18 @@ def test_security_options_from_flags_env_and_file_reach_the_workers_clients(
 ) -> None:
     made: dict[str, dict] = {}
 
-    class Recorder:
-        def __init__(self, **kwargs) -> None:
-            made[type(self).__name__] = kwargs
+    class Consumer:  # record what the worker passes: nothing connects
+        DEFAULT_CONFIG = KafkaConsumer.DEFAULT_CONFIG
 
-    for real in (KafkaConsumer, KafkaProducer):  # record what the worker passes: nothing connects
-        fake = type(real.__name__, (Recorder,), {"DEFAULT_CONFIG": real.DEFAULT_CONFIG})
-        monkeypatch.setattr(forecast_worker, real.__name__, fake)
+        def __init__(self, **kwargs) -> None:
+            made["KafkaConsumer"] = kwargs
+
+    class Sender:  # the producer process's KafkaProducer options
+        def __init__(self, config: dict) -> None:
+            made["KafkaProducer"] = config
+
+    monkeypatch.setattr(forecast_worker, "KafkaConsumer", Consumer)
+    monkeypatch.setattr(forecast_worker, "Sender", Sender)
     file = tmp_path / "settings.json"
     file.write_text(json.dumps({"kafka": {"security_protocol": "SASL_SSL", "sasl_plain_password": SECRET}}))
     settings = WorkerSettings.load({}, str(file), env={"FORECASTER_BOOTSTRAP": "k1:9093"})
