@@ -77,7 +77,7 @@ def proc_stats(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) and peak RSS of a live process and its live children (the
     worker's producer process), summed, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]  # its main thread's
     cpu = hwm = 0
     for p in (pid, *children):
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()

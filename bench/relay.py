@@ -1,6 +1,6 @@
 """The baselines of bench/e2e.py: what one would run instead of our worker, each a plain
 kafka-python consume -> produce loop with the worker's client settings and delivery discipline
-(offsets committed once the outputs are acknowledged, at most ``MAX_PENDING`` batches in flight):
+(offsets committed once the outputs are acknowledged, at most ``MAX_UNACKED`` records in flight):
 
 - passthrough: every record produced unchanged, the ceiling of this client on this machine;
 - naive: the worker's model, called once per event, with a Python object of state per stream;
@@ -18,7 +18,7 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,11 @@ from kafka.structs import OffsetAndMetadata
 import forecaster
 from forecaster.schemas import Observation
 from workers import codec
-from workers.forecast_worker import CONSUMER_DEFAULTS, MAX_PENDING, PRODUCER_DEFAULTS
+from workers.forecast_worker import CONSUMER_DEFAULTS, MAX_UNACKED, PRODUCER_DEFAULTS
 from workers.sender import LOG_FORMAT
 
 Output = tuple[int, bytes | None, bytes]  # partition, key, value
-Handler = Callable[[list[Any]], list[Output]]
+Handler = Callable[[list[Any]], Iterable[Output]]  # a generator sends each output as soon as it is made
 QUANTILES = ("0.1", "0.5", "0.9")
 
 
@@ -48,8 +48,7 @@ def per_event(model: str, version: str, forecast: Callable[[Observation], np.nda
     hand-written worker does) and calls ``forecast`` once per event for its (1 + Q, H) rows."""
     last_ts: dict[str, float] = {}
 
-    def handle(records: list[Any]) -> list[Output]:
-        out = []
+    def handle(records: list[Any]) -> Iterator[Output]:
         for r in records:
             ob = Observation.model_validate_json(r.value)
             if ob.ts <= last_ts.get(ob.stream, -np.inf):
@@ -58,8 +57,7 @@ def per_event(model: str, version: str, forecast: Callable[[Observation], np.nda
             rows = forecast(ob)
             src = codec.source(r.topic, r.partition, r.offset)
             value = codec.forecast(ob.stream, ob.ts, ob.value, model, version, rows, list(QUANTILES), src, time.time())
-            out.append((r.partition, r.key, value))
-        return out
+            yield r.partition, r.key, value  # sent at once, as a hand-written per-event worker would
 
     return handle
 
@@ -147,7 +145,7 @@ def relay(args: argparse.Namespace, handle: Handler) -> None:
             progress(0)  # processing starts: its CPU from here
         futures = [producer.send(args.target, partition=p, key=k, value=v) for p, k, v in handle(records)]
         pending.append((futures, {tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in polled.items()}))
-        settle(wait=len(pending) > MAX_PENDING)
+        settle(wait=sum(len(f) for f, _ in pending) > MAX_UNACKED)
         done += len(records)
         progress(done)
     settle(wait=True)

@@ -8,8 +8,8 @@ One turn of the loop (``step``):
   4. one engine advance for all valid events;
   5. hand forecasts and dead letters to the producer process (``workers.sender``) in one message;
   6. commit the input offsets of every earlier batch whose records the broker has acknowledged.
-The loop does not wait for a batch's acks before polling the next (at most ``MAX_PENDING``
-batches are unacknowledged): the broker's round trip overlaps the next batch's work. A crash
+The loop does not wait for a batch's acks before polling the next (at most ``MAX_UNACKED``
+input records are unacknowledged): the broker's round trip overlaps the next batch's work. A crash
 before 6 replays the batch: delivery is at least once.
 
 Exact recovery: every ``snapshot_interval_s``, on revocation and on shutdown, the loop waits for
@@ -59,7 +59,10 @@ PRODUCER_DEFAULTS = {"acks": "all", "linger_ms": 5, "batch_size": 512 << 10}
 # Reconnects back off exponentially (jittered) from 50 ms to 5 s: kafka-python's 30 s ceiling
 # would leave a worker idle up to half a minute after the broker is back.
 RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 5_000}
-MAX_PENDING = 4  # batches sent but not yet acknowledged; more and the loop waits for the broker
+# Input records handled but not yet acknowledged; more and the loop waits for the broker. In
+# records, not batches: at low rates a batch holds a few records, and a cap of 4 batches made a
+# window of a few ms, so the loop stalled on the broker's round trip.
+MAX_UNACKED = 40_000
 
 
 @dataclass
@@ -70,6 +73,7 @@ class _Pending:
     ticket: int
     offsets: dict[TopicPartition, int]
     input_ts: list[int]
+    records: int
 
 
 class LiveAccuracy:
@@ -136,6 +140,7 @@ class ForecastWorker:
         self.running = True
         self.out_partitions = 1  # of the output topic, known once run() starts
         self.pending: deque[_Pending] = deque()
+        self.unacked = 0  # input records of the pending batches
         self._evictions = 0
         self.partition_of: dict[str, int] = {}  # stream -> the input partition it arrives on
         self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
@@ -204,9 +209,11 @@ class ForecastWorker:
                 self.producer.seal(),
                 {tp: rs[-1].offset + 1 for tp, rs in polled.items()},
                 [r.timestamp for r, fresh in zip(records, live, strict=True) if fresh],
+                len(records),
             )
         )
-        self._settle(wait=len(self.pending) > MAX_PENDING)
+        self.unacked += len(records)
+        self._settle(wait=self.unacked > MAX_UNACKED)
         if time.monotonic() - self.last_snapshot >= self.settings.snapshot_interval_s:
             self.snapshot(self.consumer.assignment())
         self._housekeeping(polled)
@@ -269,6 +276,7 @@ class ForecastWorker:
         # A record that failed (after retries until delivery_timeout_ms) raises here: stop rather than commit a loss.
         while self.pending and self.producer.is_done(self.pending[0].ticket):
             batch = self.pending.popleft()
+            self.unacked -= batch.records
             lag = time.time() - np.array(batch.input_ts) / 1000
             self.metrics.e2e_latency.observe_many(np.maximum(lag, 0.0))
             self.covered.update(batch.offsets)

@@ -80,9 +80,8 @@ class Worker:
         return self.proc.wait(timeout=60)
 
     def children(self) -> list[int]:
-        """Process ids of the worker's children (its producer process)."""
-        tasks = Path(f"/proc/{self.proc.pid}/task").iterdir()
-        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        """Process ids of the worker's children (its producer process, started by its main thread)."""
+        return [int(c) for c in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
 
     def kill(self) -> None:
         """SIGKILL, unless it has exited already."""
