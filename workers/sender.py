@@ -12,7 +12,7 @@ offsets were not committed, so they will be replayed.
 
     parent -> child: (producer config, log level), then ("batch", ticket, records),
                      ("partitions", topic), ("close",)
-    child -> parent: ("ready",) or ("failed", error), then ("done", ticket, error or None),
+    child -> parent: ("start", error or None), then ("done", ticket, error or None),
                      ("partitions", numbers or None), ("closed",)
 """
 
