@@ -14,8 +14,17 @@ from pydantic import TypeAdapter, ValidationError
 from forecaster.errors import InvalidEventError
 from forecaster.schemas import Observation
 
-# key_mismatch is the worker's alone: a Kafka record whose key is not its stream id.
-REASONS = ("invalid_json", "invalid_schema", "non_finite", "out_of_order", "duplicate", "key_mismatch")
+# The last two are the worker's alone: a Kafka record whose key is not its stream id, and a
+# record batch the consumer cannot read (a codec it lacks, a corrupt batch).
+REASONS = (
+    "invalid_json",
+    "invalid_schema",
+    "non_finite",
+    "out_of_order",
+    "duplicate",
+    "key_mismatch",
+    "undecodable",
+)
 
 _BATCH = TypeAdapter(list[Observation])
 

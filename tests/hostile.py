@@ -1,10 +1,15 @@
-"""Hypothesis strategies for hostile input, shared by the library's and the live worker's fuzz tests."""
+"""Hostile input shared by the library's and the live worker's tests: hypothesis strategies of
+record values, and Kafka record batches that cannot be read."""
 
 from __future__ import annotations
 
 import json
+import struct
+import time
 
 from hypothesis import strategies as st
+from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.util import calc_crc32c
 
 # JSON-ish values where numbers belong: nulls, booleans, NaN/±inf, huge integers, long strings, nesting.
 scalars = (
@@ -32,3 +37,42 @@ def records() -> st.SearchStrategy[bytes]:
         st.just(b'{"stream": "a", "ts": 1.7e9, "value": ' + b"9" * 5000 + b"}"),
         st.just(b'{"stream": "a", "ts": 1.7e9, "value": "' + b"9" * (1 << 20) + b'"}'),  # 1 MB
     )
+
+
+CRC_AT, ATTRIBUTES_AT = 17, 21  # in a v2 record batch (Kafka's protocol guide)
+
+
+def record_batch(
+    records: list[tuple[bytes | None, bytes | None]],
+    *,
+    corrupt_crc: bool = False,
+    gzip_garbage: bool = False,
+    timestamp_ms: int | None = None,
+    base_offset: int = 0,
+) -> bytes:
+    """A v2 batch of (key, value) records from ``base_offset`` (a broker sets it on append),
+    timestamped ``timestamp_ms`` (default now; -1: none, as some publishers leave it).
+    ``corrupt_crc``: a payload byte flipped after the CRC was taken; ``gzip_garbage``: flagged
+    gzip, but the payload is not gzip."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=False,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    for i, (key, value) in enumerate(records):
+        builder.append(i, timestamp=stamp, key=key, value=value, headers=[])
+    raw = bytearray(builder.build())
+    struct.pack_into(">q", raw, 0, base_offset)  # outside the CRC
+    attributes = struct.unpack_from(">h", raw, ATTRIBUTES_AT)[0]
+    if gzip_garbage:
+        attributes |= 1
+    struct.pack_into(">h", raw, ATTRIBUTES_AT, attributes)
+    struct.pack_into(">I", raw, CRC_AT, calc_crc32c(bytes(raw[ATTRIBUTES_AT:])))
+    if corrupt_crc:
+        raw[-2] ^= 0xFF
+    return bytes(raw)

@@ -89,13 +89,18 @@ def forecast(
 RAW_LIMIT = 64 << 10  # characters (text) or bytes (base64) of the original kept in a dead letter
 
 
-def dead_letter(reason: str, detail: str, raw: bytes | None, src: dict[str, Any]) -> bytes:
+def dead_letter(
+    reason: str, detail: str, raw: bytes | None, src: dict[str, Any], last_offset: int | None = None
+) -> bytes:
     """``raw`` is kept as text when it is UTF-8, else base64 (flagged by ``raw_encoding``). Only
     its first ``RAW_LIMIT`` characters or bytes are kept (``raw_size``: the original's bytes):
     a 1 MB record must not make a dead letter over the producer's request limit, which would
-    stop the worker on every replay of it."""
+    stop the worker on every replay of it. ``last_offset``: a dead letter that stands for the
+    offsets from ``src``'s to this one (a record batch that cannot be read; ``raw`` is empty)."""
     raw = raw or b""
     msg: dict[str, Any] = {"error": reason, "detail": detail, "source": src}
+    if last_offset is not None:
+        msg["last_offset"] = last_offset
     try:
         msg["raw"] = raw.decode("utf-8")[:RAW_LIMIT]
     except UnicodeDecodeError:

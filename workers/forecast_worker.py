@@ -3,7 +3,8 @@ produce forecasts, commit input offsets only once the forecasts are acknowledged
 
 One turn of the loop (``step``):
   1. poll up to ``max_batch`` records, waiting at most ``max_wait_ms``;
-  2. decode and validate each record; rejected ones become dead letters with their reason;
+  2. decode and validate each record; rejected ones become dead letters with their reason (a
+     record batch the consumer cannot read at all is one dead letter, and reading goes on after it);
   3. score the previous one-step forecast of each stream against its new value (live accuracy);
   4. one engine advance for all valid events;
   5. hand forecasts and dead letters to the producer process (``workers.sender``) in one message;
@@ -39,8 +40,8 @@ from prometheus_client import CollectorRegistry
 import forecaster
 from forecaster.metrics import Metrics
 from forecaster.validation import validate_each
-from workers import codec, snapshots
-from workers.health import BrokerHealth, consumer_connections
+from workers import codec, snapshots, undecodable
+from workers.health import BrokerHealth, Probe, consumer_connections
 from workers.sender import Sender
 from workers.settings import WorkerSettings
 
@@ -134,8 +135,13 @@ class ForecastWorker:
             }
         )
         self.producer = Sender({**PRODUCER_DEFAULTS, **RECONNECT, **settings.options_for(KafkaProducer)})
+        self.probe = Probe({**RECONNECT, **settings.options_for(KafkaConsumer)}, settings.input)
         self.health = BrokerHealth(
-            consumer_connections(self.consumer), self.metrics.broker_connected, self.metrics.broker_outages
+            consumer_connections(self.consumer),
+            self.metrics.broker_connected,
+            self.metrics.broker_outages,
+            silence=self.probe.silence,
+            timeout_s=settings.broker_timeout_s,
         )
         self.running = True
         self.out_partitions = 1  # of the output topic, known once run() starts
@@ -170,13 +176,21 @@ class ForecastWorker:
             self.consumer.close()  # leaving the group revokes: the listener writes the final snapshots
             self.producer.flush()
             self.producer.close()
+            self.probe.close()
             log.info("worker stopped")
 
     def step(self) -> int:
         """One poll -> forecasts turn; returns how many records it handled."""
         if self.recovering:
             self.recover()
-        polled = self.consumer.poll(timeout_ms=self.settings.max_wait_ms, max_records=self.settings.max_batch)
+        try:
+            polled = self.consumer.poll(timeout_ms=self.settings.max_wait_ms, max_records=self.settings.max_batch)
+        except Exception as e:
+            bad = undecodable.locate(e)
+            if bad is None:
+                raise
+            self._skip(bad)
+            polled = {}
         self._settle(wait=False)
         self.health.check()
         if not polled:
@@ -208,7 +222,8 @@ class ForecastWorker:
             _Pending(
                 self.producer.seal(),
                 {tp: rs[-1].offset + 1 for tp, rs in polled.items()},
-                [r.timestamp for r, fresh in zip(records, live, strict=True) if fresh],
+                # a record without a timestamp (-1, or None from a v0 message) has no latency to show
+                [r.timestamp for r, fresh in zip(records, live, strict=True) if fresh and (r.timestamp or -1) >= 0],
                 len(records),
             )
         )
@@ -244,6 +259,7 @@ class ForecastWorker:
                 partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
                 key=r.key or ob.stream.encode(),
                 value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
+                headers=r.headers or None,  # a publisher's headers (trace ids, say) travel with its forecast
             )
         m.forecasts.labels(name).inc(produced)
 
@@ -264,8 +280,32 @@ class ForecastWorker:
         self.metrics.invalid_events.labels(reason).inc()
         src = codec.source(record.topic, record.partition, record.offset)
         self.producer.send(
-            self.settings.dead_letters, key=record.key, value=codec.dead_letter(reason, detail, record.value, src)
+            self.settings.dead_letters,
+            key=record.key,
+            value=codec.dead_letter(reason, detail, record.value, src),
+            headers=record.headers or None,
         )
+
+    def _skip(self, bad: undecodable.BadBatch) -> None:
+        """Dead-letter a record batch the consumer cannot read, once (not again in a replay), and
+        read on after it; its offsets commit with the dead letter's acknowledgement, as a batch's."""
+        tp, span = bad.partition, bad.next_offset - bad.first
+        if bad.first >= self.silent_until.get(tp, -1):
+            self.metrics.events.inc(span)
+            self.metrics.invalid_events.labels("undecodable").inc(span)
+            log.warning(
+                "partition %s: offsets %d-%d cannot be read (%s); dead-lettered, reading on",
+                tp,
+                bad.first,
+                bad.last,
+                bad.detail,
+            )
+            src = codec.source(tp.topic, tp.partition, bad.first)
+            self.producer.send(
+                self.settings.dead_letters, value=codec.dead_letter("undecodable", bad.detail, None, src, bad.last)
+            )
+        self.consumer.seek(tp, bad.next_offset)
+        self.pending.append(_Pending(self.producer.seal(), {tp: bad.next_offset}, [], 0))
 
     def _settle(self, wait: bool) -> None:
         """Commit, oldest first, the batches whose records are all acknowledged (every pending

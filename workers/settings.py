@@ -80,5 +80,8 @@ class WorkerSettings(KafkaSettings):
     max_wait_ms: int = Field(5, ge=0, description="longest a poll waits for records (latency at low rates)")
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$", description="a new group starts here")
     snapshot_interval_s: float = Field(30.0, gt=0, description="seconds between state snapshots")
+    broker_timeout_s: float = Field(
+        10.0, gt=0, description="seconds without an answer from the broker before it counts as down (hung)"
+    )
     max_streams: int | None = Field(None, ge=1, description="resident stream cap (LRU eviction)")
     idle_timeout_s: float | None = Field(None, gt=0, description="evict streams idle this long")

@@ -1,14 +1,20 @@
-"""Fault injection for the integration tests: a TCP link to the broker that can go dark.
+"""Fault injection for the integration tests: a TCP link to the broker that can go dark, and
+record batches written to the log byte for byte.
 
 The embedded broker keeps its log in memory, so really stopping it would erase the topics, which
 a real Kafka cluster restart does not do. ``Link`` sits between the clients and the broker (the
 broker advertises the link's port) and, on ``cut``, closes every connection and refuses new
 ones: what a client sees of a stopped broker. ``restore`` lets connections through again.
+
+``produce_raw`` sends a record batch as given (``tests.hostile.record_batch`` builds one, corrupt
+if asked): the embedded broker stores it without checking its CRC or its compressed payload, as
+a damaged disk or a buggy publisher would leave it for a consumer of a real cluster.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 
@@ -76,3 +82,41 @@ def _close(s: socket.socket) -> None:
     except OSError:
         pass  # not connected (a listener, or already closed)
     s.close()
+
+
+def produce_raw(bootstrap: str, topic: str, partition: int, batch: bytes) -> int:
+    """Send ``batch`` as is (Produce v3, acks=1); the base offset the broker gave it."""
+
+    def string(text: str) -> bytes:
+        return struct.pack(">h", len(text)) + text.encode()
+
+    body = (
+        struct.pack(">hhi", -1, 1, 10_000)  # no transactional id, acks, timeout
+        + struct.pack(">i", 1)
+        + string(topic)
+        + struct.pack(">ii", 1, partition)
+        + struct.pack(">i", len(batch))
+        + batch
+    )
+    request = struct.pack(">hhi", 0, 3, 1) + string("faults") + body  # Produce, v3, correlation id
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(request)) + request)
+        size = struct.unpack(">i", _read(s, 4))[0]
+        answer = _read(s, size)
+    # correlation id, 1 topic (name), 1 partition: index, error code, base offset
+    at = 4 + 4 + 2 + len(topic) + 4 + 4
+    error, base = struct.unpack_from(">hq", answer, at)
+    if error:
+        raise RuntimeError(f"the broker refused the batch: error code {error}")
+    return base
+
+
+def _read(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        data += chunk
+    return data

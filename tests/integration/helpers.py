@@ -24,7 +24,16 @@ SERVE = [sys.executable, "-m", "forecaster.cli", "serve"]  # `forecaster serve`,
 
 
 class Worker:
-    def __init__(self, kafka: BrokerInfo, model: Path, topics: dict[str, str], tmp: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        kafka: BrokerInfo,
+        model: Path,
+        topics: dict[str, str],
+        tmp: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``extra``: more ``serve`` flags; ``env``: variables added to this environment."""
         self.metrics_port = free_port()
         self.log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.log = self.log_path.open("w")
@@ -58,6 +67,7 @@ class Worker:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a process group of its own, as in a terminal: see ``interrupt``
+            env={**os.environ, **(env or {})},
         )
 
     def metrics(self) -> str:

@@ -106,24 +106,38 @@ def own_broker() -> Iterator[BrokerInfo]:
         broker.stop(info.port)
 
 
-def test_a_broker_process_stopped_and_continued_loses_nothing(
+def test_a_hung_broker_is_reported_after_the_configured_silence_and_nothing_is_lost(
     own_broker: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
     kafka = own_broker
     events = price_events(10, 40, seed=34)
     first, second = events[:200], events[200:]
-    with Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.1") as w:
+    flags = ("--snapshot-interval-s", "0.1", "--broker-timeout-s", "3")
+    with Worker(kafka, model_dir, topics, tmp_path, *flags) as w:
         publish(kafka, topics["input"], first)
         consume(kafka, topics["output"], until=lambda out: unique(out) == len(first))
+        assert w.sample("forecaster_broker_connected") == 1
         os.kill(kafka.pid, signal.SIGSTOP)  # the broker stops answering; its connections stay open
         stopped_at = time.monotonic()
+        wait_for(lambda: w.sample("forecaster_broker_connected") == 0, 30, "the worker to notice the hang")
+        noticed_s = time.monotonic() - stopped_at
+        # after the silence it was told to allow, counted from the last answer (asked every second)
+        assert 3 - 1 <= noticed_s < 10
+        assert w.sample("forecaster_broker_outages_total") == 1
         wait_for(lambda: time.monotonic() - stopped_at > 10, 30, "a 10 s stop (longer than the 6 s session)")
         os.kill(kafka.pid, signal.SIGCONT)
+        continued_at = time.monotonic()
+        wait_for(lambda: w.sample("forecaster_broker_connected") == 1, 30, "the worker to see the broker back")
+        back_s = time.monotonic() - continued_at
         publish(kafka, topics["input"], second)
         got = consume(kafka, topics["output"], seconds=120, until=lambda out: unique(out) == len(events))
         assert_exact(got, events, model_dir)
-        assert w.proc.poll() is None and "Traceback" not in w.log_path.read_text()
+        log = w.log_path.read_text()
+        assert w.proc.poll() is None and "Traceback" not in log
+        assert log.count("broker unreachable: no answer for") == 1 and log.count("broker reachable again") == 1
+        assert w.sample("forecaster_broker_outages_total") == 1
         assert w.terminate() == 0
+        print(f"hung broker: reported after {noticed_s:.1f} s (timeout 3 s), back {back_s:.1f} s after SIGCONT")
 
 
 def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_never_failed(

@@ -12,10 +12,21 @@ from forecaster.metrics import Metrics
 from workers.health import BrokerHealth
 
 
-def health(connections: list[int], now: list[float]) -> tuple[BrokerHealth, CollectorRegistry]:
+def health(
+    connections: list[int], now: list[float], last_answer: list[float] | None = None
+) -> tuple[BrokerHealth, CollectorRegistry]:
     registry = CollectorRegistry()
     m = Metrics.create(registry)
-    return BrokerHealth(lambda: connections[0], m.broker_connected, m.broker_outages, clock=lambda: now[0]), registry
+    answered = last_answer or [0.0]
+    h = BrokerHealth(
+        lambda: connections[0],
+        m.broker_connected,
+        m.broker_outages,
+        silence=lambda: now[0] - answered[0],
+        timeout_s=5.0,
+        clock=lambda: now[0],
+    )
+    return h, registry
 
 
 def test_an_outage_is_logged_once_counted_and_its_end_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -66,3 +77,26 @@ def test_a_flush_held_up_by_an_outage_still_reports_it() -> None:
     h.flush(producer)  # type: ignore[arg-type]
     assert producer.calls == 3
     assert registry.get_sample_value("forecaster_broker_outages_total") == 1
+
+
+def test_a_broker_silent_past_the_timeout_with_connections_open_is_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    connections, now, last_answer = [3], [0.0], [0.0]
+    h, registry = health(connections, now, last_answer)
+    value = registry.get_sample_value
+    caplog.set_level(logging.INFO, "forecaster.worker")
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):  # silent, but not yet past the 5 s allowed
+        now[0] = t
+        h.check()
+    assert value("forecaster_broker_connected") == 1 and not caplog.records
+    for t in (6.0, 7.0, 8.0):
+        now[0] = t
+        h.check()
+    assert value("forecaster_broker_connected") == 0 and value("forecaster_broker_outages_total") == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "broker unreachable: no answer for 6.0 s (connections open: the broker may be hung); "
+        "retrying with backoff until it is back"
+    ]
+    last_answer[0] = now[0] = 9.0  # it answers again
+    h.check()
+    assert value("forecaster_broker_connected") == 1 and value("forecaster_broker_outages_total") == 1
+    assert "reachable again after 3.0 s" in caplog.records[-1].getMessage()
