@@ -108,3 +108,14 @@ def test_every_port_compose_publishes_is_bound_to_localhost() -> None:
     assert published, "compose publishes no port"
     for name, port in published:
         assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_the_install_reads_every_kafka_compression_codec() -> None:
+    """The image installs the project as the README's set-up does: its dependencies must bring
+    every codec a publisher may use, or a compressed batch cannot be read at all."""
+    from kafka import codec
+
+    assert codec.has_gzip() and codec.has_snappy() and codec.has_lz4() and codec.has_zstd()
+    for name in ("gzip", "snappy", "lz4", "zstd"):
+        encode, decode = getattr(codec, f"{name}_encode"), getattr(codec, f"{name}_decode")
+        assert decode(encode(b'{"stream": "AAPL"}' * 50)) == b'{"stream": "AAPL"}' * 50
