@@ -181,8 +181,22 @@ def test_batches_that_cannot_be_read_are_dead_lettered_once_and_every_partition_
         log = w.log_path.read_text()
         assert w.proc.poll() is None and "Traceback" not in log  # never restarted, never stopped
         assert w.sample('forecaster_invalid_events_total{reason="undecodable"}') == 15
-        assert w.terminate() == 0
-    assert_exact(got, good, model_dir)
+    # A crash, then a worker that rebuilds its state by replaying every partition from the start
+    # (no snapshot yet): it passes the bad batches silently, dead-letters nothing twice.
+    later = price_events(8, 5, seed=70, t0=30)
+    with Worker(kafka, model_dir, topics, tmp_path, env={"PYTHONPATH": str(hidden)}) as w2:
+        publish(kafka, topics["input"], later)
+        everything = good + later
+        got = consume(
+            kafka, topics["output"], until=lambda out: len({(g["stream"], g["ts"]) for g in out}) == len(everything)
+        )
+        dead = consume(kafka, topics["dlq"], 3)
+        log2 = w2.log_path.read_text()
+        assert log2.count("restored no snapshot, replaying silently") == PARTITIONS
+        assert "cannot be read" not in log2
+        assert w2.terminate() == 0
+    assert_exact(got, everything, model_dir)
+    assert len(dead) == 3
     ranges = {(d["source"]["partition"], d["source"]["offset"], d["last_offset"]) for d in dead}
     assert ranges == {(0, crc, crc + 4), (1, gz, gz + 4), (2, zstd[0][1], zstd[-1][1])}
     assert all(d["error"] == "undecodable" and d["detail"] for d in dead)
