@@ -17,7 +17,7 @@ from kafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 import forecaster
-from forecaster.data import Columns, load_series, season_of
+from forecaster.data import Columns, load_series, season_of, seasons_of
 from forecaster.errors import ForecasterError
 from forecaster.models import FAMILIES, ModelConfig, ScalerConfig
 from forecaster.training import TrainConfig
@@ -25,6 +25,7 @@ from forecaster.training import TrainConfig
 # Fields of the configs that get a flag of their own (--d-model, --epochs, …).
 _MODEL_FLAGS = ("d_model", "n_layer", "n_head", "n_kv_head", "window", "d_ff", "dropout", "horizon")
 _TRAIN_FLAGS = tuple(f for f in TrainConfig.model_fields if f not in ("calibrate",))
+_SCALER_FLAGS = ("smooth_level", "smooth_season")
 
 
 def _add_fields(p: argparse.ArgumentParser, model: type[BaseModel], names: tuple[str, ...]) -> None:
@@ -62,10 +63,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from forecaster.training import train
 
     series = load_series(args.data, args.layout, _columns(args))
+    seasons = tuple(sorted({m for m in args.season if m > 1})) if args.season else seasons_of(series)
     model_config = ModelConfig(
         family=args.model,
         quantiles=tuple(args.quantiles),
-        scaler=ScalerConfig(lags=args.lags),
+        scaler=ScalerConfig(lags=args.lags, seasons=seasons, **_pick(args, _SCALER_FLAGS)),
         **_pick(args, _MODEL_FLAGS),
     )
     cfg = TrainConfig(calibrate=not args.no_calibrate, **_pick(args, _TRAIN_FLAGS))
@@ -82,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     out = save_checkpoint(model, args.out, metadata)
     print(
-        f"saved {out} (best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
+        f"saved {out} (seasons {', '.join(map(str, model_config.scaler.seasons)) or 'none'}, "
+        f"best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
         + ", ".join(f"{k} {v}" for k, v in report.validation.items())
     )
     return 0
@@ -262,6 +265,15 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     t.add_argument("--lags", type=int, default=0, help=ScalerConfig.model_fields["lags"].description + " (default 0)")
+    t.add_argument(
+        "--season",
+        type=int,
+        action="append",
+        metavar="M",
+        help="a seasonal period in observations, repeatable (--season 24 --season 168; --season 1: none); "
+        "default: from the timestamps (hourly: 24 and 168, half-hourly: 48 and 336, daily: 7, monthly: 12, …)",
+    )
+    _add_fields(t, ScalerConfig, _SCALER_FLAGS)
     _add_fields(t, ModelConfig, _MODEL_FLAGS)
     _add_fields(t, TrainConfig, _TRAIN_FLAGS)
     t.add_argument("--no-calibrate", action="store_true", help="keep the quantile band as trained")

@@ -22,6 +22,18 @@ class ScalerConfig(BaseModel):
     )
     clip: float = Field(10.0, gt=0, description="features are clipped to ±clip scale units (outliers)")
     lags: int = Field(0, ge=0, description="also feed (x_{t-j} - x_t) / s for j = 1..lags, e.g. a season (24 hourly)")
+    seasons: tuple[int, ...] = Field(
+        (), description="seasonal periods in observations (24 and 168 hourly): Holt-Winters profiles in the state"
+    )
+    smooth_level: float = Field(0.1, gt=0, le=1, description="Holt-Winters level weight alpha (with seasons)")
+    smooth_season: float = Field(0.2, gt=0, le=1, description="Holt-Winters seasonal weight gamma (with seasons)")
+
+    @field_validator("seasons")
+    @classmethod
+    def _distinct_ascending_periods(cls, seasons: tuple[int, ...]) -> tuple[int, ...]:
+        if any(m < 2 for m in seasons) or list(seasons) != sorted(set(seasons)):
+            raise ValueError("seasons must be distinct periods of at least 2 observations, ascending")
+        return seasons
 
 
 class ModelConfig(BaseModel):

@@ -3,7 +3,8 @@
     features = scaler(x)                    scale-free inputs, see ``scaling``
     h        = core(features)               RNN | LSTM | GRU | Transformer, see ``base``
     y        = head(h)  -> (1 + Q, H)       row 0: point forecast; rows 1..Q: quantiles (sorted)
-    forecast = x_t + s_t * y                back in the stream's units
+    forecast = a_t + s_t * y                back in the stream's units, around the scaler's anchor
+                                            (the last value, or the seasonal forecast with seasons)
 
 ``step`` and ``forward`` are the streaming and the sequence forms of the same function.
 """
@@ -36,7 +37,7 @@ class ForecastModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.scaler = Scaler(config.scaler)
+        self.scaler = Scaler(config.scaler, config.horizon)
         self.core = CORES[config.family](config, self.scaler.n_features)
         self.head = nn.Linear(config.d_model, (1 + len(config.quantiles)) * config.horizon)
 
@@ -53,13 +54,13 @@ class ForecastModel(nn.Module):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One observation per stream: x (B,) float64 -> forecasts (B, 1 + Q, H) float64, state update."""
-        features, s, scaler_state = self.scaler.step(x, state[COUNTER], state)
+        features, anchor, s, scaler_state = self.scaler.step(x, state[COUNTER], state)
         h, core_state = self.core.step(features, state)
         y = self.read_out(h).double()
-        return x[:, None, None] + s[:, None, None] * y, {**scaler_state, **core_state}
+        return anchor[:, None, :] + s[:, None, None] * y, {**scaler_state, **core_state}
 
     def forward(self, x: Tensor) -> Tensor:
         """Whole series from their first observation: x (B, T) float64 -> forecasts (B, T, 1 + Q, H)."""
-        features, s = self.scaler.sequence(x)
+        features, anchor, s = self.scaler.sequence(x)
         y = self.read_out(self.core(features)).double()
-        return x[..., None, None] + s[..., None, None] * y
+        return anchor[..., None, :] + s[..., None, None] * y

@@ -1,16 +1,31 @@
-"""Per-stream normalisation: raw values <-> scale-free model features.
+"""Per-stream normalisation: raw values <-> scale-free model features, and the anchor the
+model's forecasts are offsets from.
 
 For each stream we track, in float64, the last value x_{t-1}, a scale s_t (mean absolute one-step
 change: a running mean during warm-up, then an EMA) and an EMA level m_t. The model sees
 
     f_t = clip([ (x_t - x_{t-1}) / s_t ,  (x_t - m_t) / s_t ])
 
-and its outputs y are read back as  x_t + s_t * y.  Every statistic moves with the data, so values
+and its outputs y_k (k = 1..H) are read back as  a_{t,k} + s_t * y_k  around an anchor a. Without
+seasons the anchor is the last value, a_{t,k} = x_t. Every statistic moves with the data, so values
 × c (c > 0) gives forecasts × c exactly (up to rounding): the model never sees the price level
 itself. The first observation of a stream seeds s with ``initial_scale`` × |x_0| as one
 pseudo-observation. With ``lags`` = L > 0 the features also hold (x_{t-j} - x_t) / s_t for
-j = 1..L (0 before the stream's start), from a ring buffer of the last L values: with L one
-season, the seasonal-naive forecast is a linear function of the inputs.
+j = 1..L (0 before the stream's start), from a ring buffer of the last L values.
+
+With ``seasons`` (periods m, e.g. 24 and 168 for hourly data) the stream also carries additive
+Holt-Winters state: a level l and one seasonal profile S_m per period (a ring of m values), with
+global smoothing weights alpha (level) and gamma (seasons):
+
+    e_t      = x_t - (l + sum_m S_m[t mod m])              one-step error of the smoothed forecast
+    l       += alpha e_t                                    (l = x_0 through the first cycle)
+    S_m[t mod m] += g (x_t - l - sum_{m' != m} S_m' - S_m[t mod m]),   g = 1 on a phase's first visit, else gamma
+    a_{t,k}  = l + sum_m S_m[(t + k) mod m]                 the anchor: the smoothed seasonal forecast
+
+and the features gain e_t / s_t and (a_{t,k} - x_t) / s_t for k = 1..H: the network sees the
+seasonal shape ahead and forecasts the deviation from it. A profile starts from its first cycle
+(first visits take the value whole), so a new stream needs no per-series coefficients; additive
+seasons suit series that cross zero, and everything stays linear in x, so scale-equivariant.
 """
 
 from __future__ import annotations
@@ -25,24 +40,30 @@ _TINY = 1e-12  # floor of the scale, only reached by all-zero streams
 
 
 class Scaler:
-    """Stateless math; the per-stream statistics live in the state dict like the model's."""
+    """Stateless math; the per-stream statistics live in the state dict like the model's.
+    ``horizon``: H, the steps ahead the anchor covers."""
 
-    def __init__(self, config: ScalerConfig) -> None:
-        self.config = config
+    def __init__(self, config: ScalerConfig, horizon: int) -> None:
+        self.config, self.horizon = config, horizon
 
     @property
     def n_features(self) -> int:
-        return 2 + self.config.lags
+        return 2 + self.config.lags + (1 + self.horizon if self.config.seasons else 0)
 
     def state_spec(self) -> dict[str, StateEntry]:
         f64 = torch.float64
         spec = {"x_last": StateEntry((), f64), "x_scale": StateEntry((), f64), "x_level": StateEntry((), f64)}
         if self.config.lags:
             spec["x_lags"] = StateEntry((self.config.lags,), f64, ring_axis=0)  # x_{t-j} at slot (t - j) % L
+        if self.config.seasons:
+            spec["hw_level"] = StateEntry((), f64)
+            for m in self.config.seasons:
+                spec[f"season_{m}"] = StateEntry((m,), f64, ring_axis=0)  # S_m[phase], phase = t % m
         return spec
 
-    def step(self, x: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """x (B,) float64, t (B,) observations seen before -> features (B, F) float32, scale (B,), new state."""
+    def step(self, x: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """x (B,) float64, t (B,) observations seen before -> features (B, F) float32,
+        anchor (B, H) float64, scale (B,), new state."""
         c = self.config
         first = t == 0
         d = torch.where(first, torch.zeros_like(x), x - state["x_last"])
@@ -58,18 +79,49 @@ class Scaler:
             have = j[None, :] <= t[:, None]
             columns.append(torch.where(have, (past - x[:, None]) / s[:, None], 0.0))
             update["x_lags"] = x  # the ring's new entry
+        if c.seasons:
+            error, anchor, seasonal = self._holt_winters(x, t, state)
+            columns += [error[:, None] / s[:, None], (anchor - x[:, None]) / s[:, None]]
+            update |= seasonal
+        else:
+            anchor = x[:, None].expand(-1, self.horizon)
         features = torch.cat(columns, dim=-1).clamp(-c.clip, c.clip)  # (B, F)
-        return features.float(), s, update
+        return features.float(), anchor, s, update
 
-    def sequence(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T) float64 from each series' start -> features (B, T, F) float32, scale (B, T)."""
+    def _holt_winters(self, x: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """The seasonal recursions above: e_t (B,), anchor (B, H), state update (level, each ring's new entry)."""
+        c, first = self.config, t == 0
+        phase = {m: (t % m)[:, None] for m in c.seasons}
+        now = {m: state[f"season_{m}"].gather(1, phase[m])[:, 0] for m in c.seasons}  # S_m[t mod m], (B,)
+        expected = torch.where(first, x, state["hw_level"] + sum(now.values()))
+        error = x - expected
+        # The level holds x_0 through the first cycle of the shortest season, whose profile then
+        # takes x - x_0 whole: a level that tracked the cycle would leave its shape out of the profile.
+        rate = torch.where(t < c.seasons[0], torch.zeros_like(x), torch.full_like(x, c.smooth_level))
+        level = torch.where(first, x, state["hw_level"] + rate * error)
+        for m in c.seasons:  # ascending periods: the short one takes the residual first
+            target = x - level - sum(v for k, v in now.items() if k != m)
+            gain = torch.where(t < m, torch.ones_like(x), torch.full_like(x, c.smooth_season))
+            now[m] = now[m] + gain * (target - now[m])
+        k = torch.arange(1, self.horizon + 1, device=x.device)
+        anchor = level[:, None].clone()
+        for m in c.seasons:
+            ahead = (t[:, None] + k[None, :]) % m  # (B, H)
+            profile = state[f"season_{m}"].gather(1, ahead)
+            anchor = anchor + torch.where(ahead == phase[m], now[m][:, None], profile)  # this step's entry is new
+        return error, anchor, {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
+
+    def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T) float64 from each series' start -> features (B, T, F) float32, anchor
+        (B, T, H) float64, scale (B, T)."""
         B, T = x.shape
         spec = self.state_spec()
         state = init_state(spec, B, x.device)
-        feats, scales = [], []
+        feats, anchors, scales = [], [], []
         for i in range(T):
-            f, s, update = self.step(x[:, i], state[COUNTER], state)
+            f, a, s, update = self.step(x[:, i], state[COUNTER], state)
             state = advance(spec, state, update)
             feats.append(f)
+            anchors.append(a)
             scales.append(s)
-        return torch.stack(feats, dim=1), torch.stack(scales, dim=1)
+        return torch.stack(feats, dim=1), torch.stack(anchors, dim=1), torch.stack(scales, dim=1)

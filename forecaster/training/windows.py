@@ -1,8 +1,8 @@
 """Series -> training tensors, normalised exactly as the engine normalises streams.
 
 Each series runs through ``Scaler.sequence`` from its first value (as a stream would), giving the
-model's input features f_t and the scale s_t; the targets are the next H values in the same
-units as the model's outputs:  z_{t,k} = (x_{t+k} - x_t) / s_t,  k = 1..H.
+model's input features f_t, the anchor a_{t,k} and the scale s_t; the targets are the next H
+values in the same units as the model's outputs:  z_{t,k} = (x_{t+k} - a_{t,k}) / s_t,  k = 1..H.
 """
 
 from __future__ import annotations
@@ -25,17 +25,23 @@ class Prepared:
     targets: Tensor
 
 
-def prepare(series: list[Series], scaler: Scaler, horizon: int) -> list[Prepared]:
+def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256) -> list[Prepared]:
+    """Each series normalised from its start, ``chunk`` series per batched pass (padded at the
+    end, which causal statistics never look back at)."""
     out = []
-    for s in series:
-        x = torch.tensor(s.values, dtype=torch.float64)[None, :]  # (1, T)
-        features, scale = scaler.sequence(x)
-        T = x.shape[1]
-        future = torch.full((T, horizon), float("nan"), dtype=torch.float64)
-        for k in range(1, horizon + 1):
-            future[: T - k, k - 1] = x[0, k:]
-        targets = (future - x[0, :, None]) / scale[0, :, None]
-        out.append(Prepared(features[0], targets.float()))
+    for i in range(0, len(series), chunk):
+        part = series[i : i + chunk]
+        x = torch.zeros(len(part), max(len(s) for s in part), dtype=torch.float64)  # (B, T)
+        for j, s in enumerate(part):
+            x[j, : len(s)] = torch.from_numpy(np.asarray(s.values, dtype=np.float64))
+        features, anchor, scale = scaler.sequence(x)
+        for j, s in enumerate(part):
+            T = len(s)
+            future = torch.full((T, horizon), float("nan"), dtype=torch.float64)
+            for k in range(1, horizon + 1):
+                future[: T - k, k - 1] = x[j, k:T]
+            targets = (future - anchor[j, :T]) / scale[j, :T, None]
+            out.append(Prepared(features[j, :T], targets.float()))
     return out
 
 

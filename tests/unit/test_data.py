@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.data import Columns, DataError, as_batches, fingerprint, load_series, season_of
+from forecaster.data import Columns, DataError, Series, as_batches, fingerprint, load_series, season_of, seasons_of
 
 
 def write(tmp_path: Path, text: str, name: str = "d.csv") -> Path:
@@ -75,3 +75,29 @@ def test_batches_stream_every_series_in_step_order_and_fingerprint_tracks_values
     assert [[e["stream"] for e in bt] for bt in batches] == [["a", "b"], ["a"]]
     (c,) = load_series(write(tmp_path, "stream,ts,value\na,1,1\na,2,3\n", "e.csv"))
     assert fingerprint([a]) != fingerprint([c])
+
+
+@pytest.mark.parametrize(
+    ("spacing_s", "length", "seasons"),
+    [
+        (3600.0, 1000, (24, 168)),
+        (1800.0, 1000, (48, 336)),
+        (1800.0, 400, (48,)),  # a week of half hours is more than half the series: too few cycles
+        (86_400.0, 500, (7,)),
+        (30 * 86_400.0, 120, (12,)),
+        (31 * 86_400.0, 120, (12,)),
+        (365 * 86_400.0, 40, ()),
+        (3600.0 * 1.5, 1000, ()),  # an unusual spacing: no season assumed
+    ],
+)
+def test_seasons_follow_the_spacing_of_the_timestamps(spacing_s: float, length: int, seasons: tuple) -> None:
+    ts = 1.7e9 + spacing_s * np.arange(length)
+    assert seasons_of([Series("a", ts, np.ones(length)), Series("b", ts, np.ones(length))]) == seasons
+
+
+def test_m4_ids_give_the_m4_seasons() -> None:
+    def m4(name: str) -> Series:
+        return Series(name, np.arange(700.0), np.ones(700))
+
+    assert seasons_of([m4("H1"), m4("H2")]) == (24, 168)
+    assert seasons_of([m4("W1")]) == () and seasons_of([m4("M7")]) == (12,)

@@ -46,6 +46,15 @@ def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
 
 
+def test_seasonal_state_keeps_step_equal_to_sequence(family: str) -> None:
+    from forecaster.models import ScalerConfig
+
+    model = make(family, scaler=ScalerConfig(seasons=(3, 7), lags=4))
+    x = torch.from_numpy(random_walks(3, 40, seed=6))  # both rings wrap several times
+    with torch.no_grad():
+        assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
+
+
 def test_default_config_step_equals_sequence(family: str) -> None:
     torch.manual_seed(0)
     model = ForecastModel(ModelConfig(family=family)).eval()

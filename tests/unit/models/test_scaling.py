@@ -8,36 +8,70 @@ from tests.conftest import random_walks
 
 
 def test_features_are_scale_free() -> None:
-    scaler = Scaler(ScalerConfig())
+    scaler = Scaler(ScalerConfig(), 4)
     x = torch.from_numpy(random_walks(3, 50))
-    f, s = scaler.sequence(x)
-    f_scaled, s_scaled = scaler.sequence(1000.0 * x)
+    f, _, s = scaler.sequence(x)
+    f_scaled, _, s_scaled = scaler.sequence(1000.0 * x)
     assert torch.allclose(f, f_scaled, atol=1e-5)
     assert torch.allclose(s_scaled, 1000.0 * s, rtol=1e-12)
 
 
 def test_constant_and_zero_streams_give_finite_features() -> None:
-    scaler = Scaler(ScalerConfig())
+    scaler = Scaler(ScalerConfig(), 4)
     x = torch.zeros(2, 10, dtype=torch.float64)
     x[1] = 5.0
-    f, s = scaler.sequence(x)
+    f, _, s = scaler.sequence(x)
     assert torch.isfinite(f).all() and (s > 0).all()
     assert (f == 0).all()
 
 
 def test_outliers_are_clipped() -> None:
-    scaler = Scaler(ScalerConfig(clip=3.0))
+    scaler = Scaler(ScalerConfig(clip=3.0), 4)
     x = torch.tensor([[100.0, 100.1, 100.0, 1e6]], dtype=torch.float64)
-    f, _ = scaler.sequence(x)
+    f, _, _ = scaler.sequence(x)
     assert f.abs().max() == 3.0
 
 
 def test_lag_features_are_past_values_relative_to_now() -> None:
-    scaler = Scaler(ScalerConfig(lags=3, clip=1e9))
+    scaler = Scaler(ScalerConfig(lags=3, clip=1e9), 4)
     x = torch.from_numpy(random_walks(2, 12, seed=5))
-    f, s = scaler.sequence(x)
+    f, _, s = scaler.sequence(x)
     assert f.shape == (2, 12, 5)
     for t in range(12):
         for j in range(1, 4):
             want = (x[:, t - j] - x[:, t]) / s[:, t] if t >= j else torch.zeros(2, dtype=torch.float64)
             assert torch.allclose(f[:, t, 1 + j].double(), want, atol=1e-5), (t, j)
+
+
+def seasonal(n: int, T: int, period: int = 6, seed: int = 0) -> torch.Tensor:
+    """Random walks plus a fixed seasonal shape of ``period``, crossing zero."""
+    g = torch.Generator().manual_seed(seed)
+    shape = 3.0 * torch.sin(2 * torch.pi * torch.arange(period, dtype=torch.float64) / period)
+    return (
+        torch.from_numpy(random_walks(n, T, seed=seed))
+        - 100.0
+        + shape.repeat(T // period + 1)[:T]
+        + torch.randn(n, T, generator=g, dtype=torch.float64) * 0.01
+    )
+
+
+def test_seasonal_anchor_and_features_are_scale_equivariant_and_stay_finite_across_zero() -> None:
+    scaler = Scaler(ScalerConfig(seasons=(3, 6)), 8)
+    x = seasonal(3, 40)
+    assert (x < 0).any() and (x > 0).any() or (x < 0).all()  # additive: the sign does not matter
+    f, a, s = scaler.sequence(x)
+    f2, a2, s2 = scaler.sequence(7.5 * x)
+    assert f.shape == (3, 40, 2 + 1 + 8) and a.shape == (3, 40, 8)
+    assert torch.isfinite(f).all() and torch.isfinite(a).all()
+    assert torch.allclose(f, f2, atol=1e-5) and torch.allclose(a2, 7.5 * a, rtol=1e-9)
+
+
+def test_a_pure_seasonal_stream_is_anchored_on_its_own_cycle() -> None:
+    """From the end of its first cycle the profile holds the cycle: the anchor repeats it, k steps ahead."""
+    period, H = 6, 8
+    cycle = torch.tensor([5.0, 7.0, 4.0, 9.0, 6.0, 3.0], dtype=torch.float64)
+    x = cycle.repeat(5)[None, :]  # (1, 30)
+    _, anchor, _ = Scaler(ScalerConfig(seasons=(period,)), H).sequence(x)
+    for t in range(period - 1, 30):
+        want = torch.stack([cycle[(t + k) % period] for k in range(1, H + 1)])
+        assert torch.allclose(anchor[0, t], want, atol=1e-9), t
