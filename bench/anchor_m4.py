@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accuracy import m4_score
 
 from forecaster.data import load_series
-from forecaster.evaluation.baselines import naive2, snaive
-from forecaster.evaluation.metrics import mase, mase_scale, owa, smape
+from forecaster.evaluation.baselines import snaive
 from forecaster.models import ScalerConfig
 from forecaster.models.scaling import Scaler
 
@@ -25,17 +25,7 @@ H, M = 48, 24
 
 
 def score(history: list[np.ndarray], truth: list[np.ndarray], forecasts: list[np.ndarray]) -> dict[str, float]:
-    """sMAPE, MASE and OWA (against Naive2 on the same split), as M4 scores them."""
-    scales = [mase_scale(x, M) for x in history]
-    base = [naive2(x, H, M) for x in history]
-    s_ours, s_naive2 = (np.mean([smape(y, f) for y, f in zip(truth, fs, strict=True)]) for fs in (forecasts, base))
-    m_ours = np.mean([mase(y, f, c) for y, f, c in zip(truth, forecasts, scales, strict=True)])
-    m_naive2 = np.mean([mase(y, f, c) for y, f, c in zip(truth, base, scales, strict=True)])
-    return {
-        "smape": round(s_ours, 3),
-        "mase": round(m_ours, 4),
-        "owa": round(owa(s_ours, m_ours, s_naive2, m_naive2), 4),
-    }
+    return m4_score(history, truth, forecasts, M)
 
 
 def anchors(history: list[np.ndarray], config: ScalerConfig) -> list[np.ndarray]:
