@@ -271,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="M",
         help="a seasonal period in observations, repeatable (--season 24 --season 168; --season 1: none); "
-        "default: from the timestamps (hourly: 24 and 168, half-hourly: 48 and 336, daily: 7, monthly: 12, …)",
+        "default: from the timestamps (hourly: 24 and 168, half-hourly: 48 and 336, …; none for daily and longer)",
     )
     _add_fields(t, ScalerConfig, _SCALER_FLAGS)
     _add_fields(t, ModelConfig, _MODEL_FLAGS)

@@ -170,29 +170,29 @@ def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
 
 
 # Seasonal periods (in observations) the model's state tracks, by the spacing of the timestamps:
-# the day and the week for intraday data, the week for daily, the year for weekly and longer.
+# the day and the week for intraday data. Daily and longer spacings get none by default: there a
+# profile phase is revisited only weekly or yearly, while the level barely moves (smooth_level),
+# so the seasonal anchor went stale (M4 Weekly with --season 52: OWA 1.55, docs/ACCURACY.md).
+# --season opts in.
 _SPACING_SEASONS = (
     (60.0, (60, 1440)),
     (300.0, (12, 288)),
     (900.0, (96, 672)),
     (1800.0, (48, 336)),
     (3600.0, (24, 168)),
-    (86_400.0, (7,)),
-    (7 * 86_400.0, (52,)),
-    (30.44 * 86_400.0, (12,)),
-    (91.31 * 86_400.0, (4,)),
 )
-M4_SEASONS = {"H": (24, 168), "D": (), "W": (), "M": (12,), "Q": (4,), "Y": ()}
+M4_SEASONS = {"H": (24, 168)}
 
 
 def seasons_of(series: list[Series]) -> tuple[int, ...]:
     """The seasonal periods to give a model of this data (``forecaster train`` without
     ``--season``): M4 ids by their letter (hourly: 24 and 168), else by the median spacing of
-    the timestamps (within 10%: half-hourly → 48 and 336, daily → 7, monthly → 12, …). A period
-    longer than half the median series is left out: too few cycles to learn from."""
+    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, …; none for
+    daily and longer spacings). A period longer than half the median series is left out: too
+    few cycles to learn from."""
     letters = {s.name[:1] for s in series}
-    if len(letters) == 1 and all(s.name[1:].isdigit() for s in series) and letters <= set(M4_SEASONS):
-        found = M4_SEASONS[letters.pop()]
+    if len(letters) == 1 and all(s.name[1:].isdigit() for s in series) and letters <= set(M4_SEASON):
+        found = M4_SEASONS.get(letters.pop(), ())
     else:
         steps = np.concatenate([np.diff(s.ts) for s in series if len(s) > 1] or [np.array([0.0])])
         step = float(np.median(steps))
