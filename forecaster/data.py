@@ -184,18 +184,30 @@ _SPACING_SEASONS = (
 M4_SEASONS = {"H": (24, 168)}
 
 
+def _m4_letter(series: list[Series]) -> str | None:
+    """The frequency letter shared by M4 ids (H1, H2, …), or None for other data."""
+    letters = {s.name[:1] for s in series}
+    if len(letters) == 1 and all(s.name[1:].isdigit() for s in series) and letters <= set(M4_SEASON):
+        return letters.pop()
+    return None
+
+
+def _median_spacing(series: list[Series]) -> float:
+    """The median step between timestamps, in seconds (0 with no two observations)."""
+    return float(np.median(np.concatenate([np.diff(s.ts) for s in series if len(s) > 1] or [np.array([0.0])])))
+
+
 def seasons_of(series: list[Series]) -> tuple[int, ...]:
     """The seasonal periods to give a model of this data (``forecaster train`` without
     ``--season``): M4 ids by their letter (hourly: 24 and 168), else by the median spacing of
     the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, …; none for
     daily and longer spacings). A period longer than half the median series is left out: too
     few cycles to learn from."""
-    letters = {s.name[:1] for s in series}
-    if len(letters) == 1 and all(s.name[1:].isdigit() for s in series) and letters <= set(M4_SEASON):
-        found = M4_SEASONS.get(letters.pop(), ())
+    letter = _m4_letter(series)
+    if letter is not None:
+        found = M4_SEASONS.get(letter, ())
     else:
-        steps = np.concatenate([np.diff(s.ts) for s in series if len(s) > 1] or [np.array([0.0])])
-        step = float(np.median(steps))
+        step = _median_spacing(series)
         found = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
     half = float(np.median([len(s) for s in series])) / 2
     return tuple(m for m in found if m <= half)
@@ -204,11 +216,10 @@ def seasons_of(series: list[Series]) -> tuple[int, ...]:
 def season_of(series: list[Series]) -> int:
     """Seasonal period implied by the data: M4 ids by their letter (M4's own periods), 24 for
     hourly timestamps, else 1 (no season; daily prices have no reliable weekly cycle)."""
-    letters = {s.name[:1] for s in series}
-    if len(letters) == 1 and all(s.name[1:].isdigit() for s in series) and letters <= set(M4_SEASON):
-        return M4_SEASON[letters.pop()]
-    steps = np.concatenate([np.diff(s.ts) for s in series if len(s) > 1] or [np.array([0.0])])
-    return 24 if abs(float(np.median(steps)) - 3600.0) < 36.0 else 1
+    letter = _m4_letter(series)
+    if letter is not None:
+        return M4_SEASON[letter]
+    return 24 if abs(_median_spacing(series) - 3600.0) < 36.0 else 1
 
 
 def fingerprint(series: list[Series]) -> str:
