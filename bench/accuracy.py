@@ -1,5 +1,5 @@
 """Accuracy side by side, on the same splits and the same M4 scoring: our families (the JSON that
-``forecaster evaluate`` wrote for each, e.g. by bench/m4_hourly.sh), seasonal naive, and
+``forecaster evaluate`` wrote for each, e.g. by bench/m4.sh), seasonal naive, and
 statsforecast's AutoETS and AutoTheta (AutoARIMA on request: slow), on M4 Hourly and Weekly.
 
     .venv/bin/pip install -e '.[bench]'

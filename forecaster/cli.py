@@ -57,20 +57,30 @@ def _columns(args: argparse.Namespace) -> Columns:
     return Columns(args.stream_col, args.ts_col, args.value_col)
 
 
+def _seasons_text(scaler: ScalerConfig) -> str:
+    if not scaler.seasons:
+        return "none"
+    return f"{', '.join(map(str, scaler.seasons))}; alpha {scaler.smooth_level}, gamma {scaler.smooth_season}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from forecaster.checkpoint import save_checkpoint
     from forecaster.data import fingerprint
     from forecaster.training import train
+    from forecaster.training.seasonal import choose_seasonal
 
     series = load_series(args.data, args.layout, _columns(args))
     seasons = tuple(sorted({m for m in args.season if m > 1})) if args.season else seasons_of(series)
-    model_config = ModelConfig(
-        family=args.model,
-        quantiles=tuple(args.quantiles),
-        scaler=ScalerConfig(lags=args.lags, seasons=seasons, **_pick(args, _SCALER_FLAGS)),
-        **_pick(args, _MODEL_FLAGS),
-    )
+    scaler = ScalerConfig(lags=args.lags, seasons=seasons, **_pick(args, _SCALER_FLAGS))
     cfg = TrainConfig(calibrate=not args.no_calibrate, **_pick(args, _TRAIN_FLAGS))
+    horizon = args.horizon or ModelConfig.model_fields["horizon"].default
+    if seasons and not _pick(args, _SCALER_FLAGS):  # the weights (and, by default, the periods) from the data
+        held_out = cfg.validation or horizon
+        fit_on = [s.head(max(0, len(s) - held_out)) for s in series]
+        scaler = choose_seasonal(fit_on, scaler, horizon, may_drop=not args.season).scaler
+    model_config = ModelConfig(
+        family=args.model, quantiles=tuple(args.quantiles), scaler=scaler, **_pick(args, _MODEL_FLAGS)
+    )
     model, report = train(series, model_config, cfg, progress=not args.quiet)
     metadata = {
         "data": {"path": str(args.data), "layout": args.layout, "series": len(series), "hash": fingerprint(series)},
@@ -84,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     out = save_checkpoint(model, args.out, metadata)
     print(
-        f"saved {out} (seasons {', '.join(map(str, model_config.scaler.seasons)) or 'none'}, "
+        f"saved {out} (seasons {_seasons_text(model_config.scaler)}, "
         f"best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
         + ", ".join(f"{k} {v}" for k, v in report.validation.items())
     )
@@ -271,7 +281,9 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="M",
         help="a seasonal period in observations, repeatable (--season 24 --season 168; --season 1: none); "
-        "default: from the timestamps (hourly: 24 and 168, half-hourly: 48 and 336, …; none for daily and longer)",
+        "default: candidates from the timestamps (hourly: 24 and 168, half-hourly: 48 and 336, daily: 7, "
+        "monthly: 12, …), kept if they beat the random walk on the training data; smoothing weights chosen there "
+        "too unless --smooth-level/--smooth-season are given",
     )
     _add_fields(t, ScalerConfig, _SCALER_FLAGS)
     _add_fields(t, ModelConfig, _MODEL_FLAGS)

@@ -169,19 +169,24 @@ def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     return out
 
 
-# Seasonal periods (in observations) the model's state tracks, by the spacing of the timestamps:
-# the day and the week for intraday data. Daily and longer spacings get none by default: there a
-# profile phase is revisited only weekly or yearly, while the level barely moves (smooth_level),
-# so the seasonal anchor went stale (M4 Weekly with --season 52: OWA 1.55, docs/ACCURACY.md).
-# --season opts in.
+# Seasonal periods (in observations) worth trying, by the spacing of the timestamps: the day and
+# the week for intraday data, the week for daily, the year for weekly, monthly and quarterly data.
+# Candidates only: ``forecaster train`` keeps those whose smoothed forecast beats the random walk
+# on the training data (forecaster.training.seasonal), so daily prices end up with none.
+_DAY = 86_400.0
 _SPACING_SEASONS = (
     (60.0, (60, 1440)),
     (300.0, (12, 288)),
+    (600.0, (144, 1008)),
     (900.0, (96, 672)),
     (1800.0, (48, 336)),
     (3600.0, (24, 168)),
+    (_DAY, (7,)),
+    (7 * _DAY, (52,)),
+    (30.44 * _DAY, (12,)),
+    (91.31 * _DAY, (4,)),
 )
-M4_SEASONS = {"H": (24, 168)}
+M4_SEASONS = {"H": (24, 168), "D": (7,), "W": (52,), "M": (12,), "Q": (4,)}
 
 
 def _m4_letter(series: list[Series]) -> str | None:
@@ -198,11 +203,11 @@ def _median_spacing(series: list[Series]) -> float:
 
 
 def seasons_of(series: list[Series]) -> tuple[int, ...]:
-    """The seasonal periods to give a model of this data (``forecaster train`` without
+    """The candidate seasonal periods for a model of this data (``forecaster train`` without
     ``--season``): M4 ids by their letter (hourly: 24 and 168), else by the median spacing of
-    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, …; none for
-    daily and longer spacings). A period longer than half the median series is left out: too
-    few cycles to learn from."""
+    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, daily → 7,
+    monthly → 12, …; none for yearly or unusual spacings). A period longer than half the median
+    series is left out: too few cycles to learn from."""
     letter = _m4_letter(series)
     if letter is not None:
         found = M4_SEASONS.get(letter, ())

@@ -18,13 +18,14 @@ Holt-Winters state: a level l and one seasonal profile S_m per period (a ring of
 global smoothing weights alpha (level) and gamma (seasons):
 
     e_t      = x_t - (l + sum_m S_m[t mod m])              one-step error of the smoothed forecast
-    l       += alpha e_t                                    (l = x_0 through the first cycle)
+    l       += alpha e_t                                    (l = x_0 at the start)
     S_m[t mod m] += g (x_t - l - sum_{m' != m} S_m' - S_m[t mod m]),   g = 1 on a phase's first visit, else gamma
     a_{t,k}  = l + sum_m S_m[(t + k) mod m]                 the anchor: the smoothed seasonal forecast
 
 and the features gain e_t / s_t and (a_{t,k} - x_t) / s_t for k = 1..H: the network sees the
 seasonal shape ahead and forecasts the deviation from it. A profile starts from its first cycle
-(first visits take the value whole), so a new stream needs no per-series coefficients; additive
+(first visits take the value whole), so a new stream needs no per-series coefficients: the weights
+are global, chosen per data set before training (``forecaster.training.seasonal``). Additive
 seasons suit series that cross zero, and everything stays linear in x, so scale-equivariant.
 """
 
@@ -95,10 +96,7 @@ class Scaler:
         now = {m: state[f"season_{m}"].gather(1, phase[m])[:, 0] for m in c.seasons}  # S_m[t mod m], (B,)
         expected = torch.where(first, x, state["hw_level"] + sum(now.values()))
         error = x - expected
-        # The level holds x_0 through the first cycle of the shortest season, whose profile then
-        # takes x - x_0 whole: a level that tracked the cycle would leave its shape out of the profile.
-        rate = torch.where(t < c.seasons[0], torch.zeros_like(x), torch.full_like(x, c.smooth_level))
-        level = torch.where(first, x, state["hw_level"] + rate * error)
+        level = torch.where(first, x, state["hw_level"] + c.smooth_level * error)
         for m in c.seasons:  # ascending periods: the short one takes the residual first
             target = x - level - sum(v for k, v in now.items() if k != m)
             gain = torch.where(t < m, torch.ones_like(x), torch.full_like(x, c.smooth_season))

@@ -64,7 +64,7 @@ def test_train_then_evaluate_writes_checkpoint_json_and_plot(hourly_csv: Path, t
     assert r.returncode == 0, r.stderr
     config = json.loads((ck / "config.json").read_text())
     assert config["model"]["family"] == "gru" and config["model"]["horizon"] == 6
-    assert config["model"]["scaler"]["seasons"] == [24, 168]  # hourly timestamps: the day and the week
+    assert config["model"]["scaler"]["seasons"] == [24]  # hourly: the day and week tried, only the day is in this data
     assert config["data"]["series"] == 4 and len(config["data"]["hash"]) == 16
     assert set(config["validation"]) >= {"loss", "coverage", "interval_scale"}
     assert config["training"]["seed"] == 1

@@ -84,8 +84,10 @@ def test_batches_stream_every_series_in_step_order_and_fingerprint_tracks_values
         (1800.0, 1000, (48, 336)),
         (1800.0, 400, (48,)),  # a week of half hours is more than half the series: too few cycles
         (900.0, 2000, (96, 672)),
-        (86_400.0, 500, ()),  # daily and longer: none unless --season says (docs/ACCURACY.md)
-        (30 * 86_400.0, 120, ()),
+        (86_400.0, 500, (7,)),  # candidates: training keeps those that beat the random walk
+        (7 * 86_400.0, 500, (52,)),
+        (30 * 86_400.0, 120, (12,)),
+        (365 * 86_400.0, 60, ()),
         (3600.0 * 1.5, 1000, ()),  # an unusual spacing: no season assumed
     ],
 )
@@ -99,4 +101,4 @@ def test_m4_ids_give_the_m4_seasons() -> None:
         return Series(name, np.arange(700.0), np.ones(700))
 
     assert seasons_of([m4("H1"), m4("H2")]) == (24, 168)
-    assert seasons_of([m4("W1")]) == () and seasons_of([m4("M7")]) == ()
+    assert seasons_of([m4("W1")]) == (52,) and seasons_of([m4("M7")]) == (12,) and seasons_of([m4("Y3")]) == ()

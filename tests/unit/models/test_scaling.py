@@ -67,11 +67,12 @@ def test_seasonal_anchor_and_features_are_scale_equivariant_and_stay_finite_acro
 
 
 def test_a_pure_seasonal_stream_is_anchored_on_its_own_cycle() -> None:
-    """From the end of its first cycle the profile holds the cycle: the anchor repeats it, k steps ahead."""
+    """The profile learns the cycle: the anchor repeats it, k steps ahead, ever more closely."""
     period, H = 6, 8
     cycle = torch.tensor([5.0, 7.0, 4.0, 9.0, 6.0, 3.0], dtype=torch.float64)
-    x = cycle.repeat(5)[None, :]  # (1, 30)
-    _, anchor, _ = Scaler(ScalerConfig(seasons=(period,)), H).sequence(x)
-    for t in range(period - 1, 30):
-        want = torch.stack([cycle[(t + k) % period] for k in range(1, H + 1)])
-        assert torch.allclose(anchor[0, t], want, atol=1e-9), t
+    x = cycle.repeat(40)[None, :]  # (1, 240)
+    _, anchor, _ = Scaler(ScalerConfig(seasons=(period,), smooth_level=0.05, smooth_season=0.5), H).sequence(x)
+    want = torch.stack([torch.stack([cycle[(t + k) % period] for k in range(1, H + 1)]) for t in range(240)])
+    error = (anchor[0] - want).abs().amax(dim=1)  # (T,)
+    assert error[period:].max() < 0.5  # the first cycle's profile is already close
+    assert error[-period:].max() < 1e-3 < error[period]  # and converges

@@ -1,0 +1,86 @@
+"""Choosing a data set's seasonal state before training: which periods to keep and the
+Holt-Winters weights, by how well the anchor alone (the model's forecast when the network adds
+nothing) forecasts the training data's own recent values.
+
+A new stream has no per-series coefficients, so the weights are global: one pair per data set,
+fitted here on the data the model trains on (never its validation or test values). The same
+data decides whether a period earns its place: a candidate set of periods is kept only if its
+anchor beats the last value (the random walk) there, so daily prices, with no weekly cycle, get
+no season, while daily demand keeps its week.
+
+Score: for every origin t in the last ``span`` positions with H known values ahead,
+mean_k |x_{t+k} - a_{t,k}|, divided by the series' mean |Δx| (scale-free), averaged over series.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forecaster.data import Series
+from forecaster.models.config import ScalerConfig
+from forecaster.models.scaling import Scaler
+
+ALPHAS = (0.001, 0.01, 0.05, 0.2, 0.5)  # level weights tried (1 would freeze the profiles)
+GAMMAS = (0.05, 0.2, 0.5)  # seasonal weights tried
+MAX_SERIES = 256  # a seeded sample of a wider data set: the weights are global, a sample pins them
+
+
+@dataclass(frozen=True)
+class SeasonalChoice:
+    """The chosen scaler and the score of every candidate (``(seasons, alpha, gamma) -> error``)."""
+
+    scaler: ScalerConfig
+    scores: dict[tuple[tuple[int, ...], float, float], float]
+    random_walk: float
+
+
+def _anchor_error(x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, horizon: int, span: int) -> float:
+    """Mean scaled absolute error of the anchor over each series' last ``span`` origins."""
+    _, anchor, _ = Scaler(config, horizon).sequence(x)  # (B, T, H)
+    errors = []
+    for i, n in enumerate(lengths):
+        last = n - horizon  # origins t < last have all H values ahead
+        first = max(0, last - span)
+        values = x[i, :n]
+        ahead = values.unfold(0, horizon, 1)[first + 1 : last + 1]  # (origins, H): x_{t+1..t+H}
+        scale = float(values.diff().abs().mean().clamp(min=1e-12))
+        errors.append(float((ahead - anchor[i, first:last]).abs().mean()) / scale)
+    return float(np.mean(errors))
+
+
+def choose_seasonal(
+    series: list[Series], base: ScalerConfig, horizon: int, may_drop: bool = True, seed: int = 0
+) -> SeasonalChoice:
+    """The scaler for ``series`` (the training span only): ``base`` with the Holt-Winters weights
+    of least anchor error among ALPHAS × GAMMAS, for ``base.seasons`` and, when ``may_drop``, each
+    shorter leading subset of them; no seasons at all if none beats the random walk."""
+    usable = [s for s in series if len(s) > horizon + 2]
+    if not base.seasons or not usable:  # nothing to choose, or no data to choose on (training says why)
+        return SeasonalChoice(base, {}, float("nan"))
+    periods = base.seasons
+    warm, span = 2 * periods[-1], max(4 * horizon, 2 * periods[-1])  # profiles settle, then are scored
+    if len(usable) > MAX_SERIES:
+        pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
+        usable = [usable[i] for i in sorted(pick)]
+    tails = [np.asarray(s.values[-(warm + span + horizon) :], dtype=np.float64) for s in usable]
+    lengths = np.array([len(t) for t in tails])
+    x = torch.zeros(len(tails), int(lengths.max()), dtype=torch.float64)
+    for i, t in enumerate(tails):
+        x[i, : len(t)] = torch.from_numpy(t)
+    random_walk = _anchor_error(x, lengths, base.model_copy(update={"seasons": ()}), horizon, span)
+    sets = [periods[:i] for i in range(1, len(periods) + 1)] if may_drop else [periods]
+    scores = {
+        (s, a, g): _anchor_error(
+            x, lengths, base.model_copy(update={"seasons": s, "smooth_level": a, "smooth_season": g}), horizon, span
+        )
+        for s, a, g in itertools.product(sets, ALPHAS, GAMMAS)
+    }
+    (seasons, alpha, gamma), best = min(scores.items(), key=lambda kv: kv[1])
+    if may_drop and best >= random_walk:
+        return SeasonalChoice(base.model_copy(update={"seasons": ()}), scores, random_walk)
+    chosen = base.model_copy(update={"seasons": seasons, "smooth_level": alpha, "smooth_season": gamma})
+    return SeasonalChoice(chosen, scores, random_walk)

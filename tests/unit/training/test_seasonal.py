@@ -1,0 +1,33 @@
+"""Choosing the seasonal state on the training data: periods kept only where they help."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forecaster.data import Series
+from forecaster.models import ScalerConfig
+from forecaster.training.seasonal import ALPHAS, GAMMAS, choose_seasonal
+from tests.conftest import random_walks
+from tests.unit.training.test_train import seasonal_series
+
+
+def test_a_cycle_in_the_data_is_kept_with_weights_from_the_grid() -> None:
+    choice = choose_seasonal(seasonal_series(length=400), ScalerConfig(seasons=(12, 36)), horizon=8)
+    assert choice.scaler.seasons[0] == 12  # the 12-step cycle is there; 36 may or may not help
+    assert choice.scaler.smooth_level in ALPHAS and choice.scaler.smooth_season in GAMMAS
+    assert min(choice.scores.values()) < 0.5 * choice.random_walk  # repeating the cycle beats the last value
+
+
+def test_prices_without_a_cycle_get_no_season_unless_one_is_asked_for() -> None:
+    t = np.arange(500.0)
+    prices = [Series(f"p{i}", t, v) for i, v in enumerate(random_walks(8, 500, seed=3))]
+    assert choose_seasonal(prices, ScalerConfig(seasons=(7,)), horizon=8).scaler.seasons == ()
+    kept = choose_seasonal(prices, ScalerConfig(seasons=(7,)), horizon=8, may_drop=False).scaler
+    assert kept.seasons == (7,)  # --season is obeyed; only the weights are chosen
+
+
+def test_nothing_to_choose_leaves_the_scaler_as_it_was() -> None:
+    base = ScalerConfig(seasons=(12,), smooth_level=0.3)
+    short = [Series("s", np.arange(5.0), np.ones(5))]
+    assert choose_seasonal(short, base, horizon=8).scaler == base
+    assert choose_seasonal(seasonal_series(), ScalerConfig(), horizon=8).scaler == ScalerConfig()
