@@ -1,18 +1,22 @@
 """Accuracy side by side, on the same splits and the same M4 scoring: our families (the JSON that
-``forecaster evaluate`` wrote for each, e.g. by bench/m4.sh), seasonal naive, and
-statsforecast's AutoETS and AutoTheta (AutoARIMA on request: slow), on M4 Hourly and Weekly.
+``forecaster evaluate`` wrote for each, e.g. by bench/m4.sh), seasonal naive, statsforecast
+(AutoETS, AutoTheta, MSTL on the hourly set's two seasons; AutoARIMA on request: slow) and River's
+Holt-Winters, on M4 Hourly and Weekly; with bench/ett.py's JSON, the ETT rows beside the
+published Transformer figures. Writes JSON and a chart.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python bench/accuracy.py --data ../shared/data/m4 --ours bench/results/m4-seasonal \\
-        --out bench/results/accuracy-m4.json
+    .venv/bin/python bench/accuracy.py --data ../shared/data/m4 --ours-hourly bench/results/m4-hourly \
+        --ours-weekly bench/results/m4-weekly-auto --ett bench/results/ett/ETTh1.json --out bench/results/accuracy.json
 
-Each series' train file is the history and its test file the truth (M4's split); nothing is
-tuned here. Not yet in this run: River, ETT with its published Transformer figures, a chart.
+Each series' train file is the history and its test file the truth (M4's split). Only River needs
+settings a user would otherwise pick by hand: its (alpha, beta, gamma) are chosen on the train
+file's own last H values (the tuning split), then scored on the test file, as ours were.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -42,7 +46,8 @@ def m4_score(history: list[np.ndarray], truth: list[np.ndarray], forecasts: list
 
 
 def statsforecast_forecasts(history: list[np.ndarray], names: list[str], h: int, m: int, models: list[str]) -> dict:
-    """Forecasts of each statsforecast model for every series, and its fitting time (2 jobs)."""
+    """Forecasts of each statsforecast model for every series, and its fitting time (2 jobs).
+    MSTL takes the set's seasons (hourly: 24 and 168) with AutoETS on the remainder."""
     from statsforecast import StatsForecast
     from statsforecast import models as sfm
 
@@ -55,21 +60,79 @@ def statsforecast_forecasts(history: list[np.ndarray], names: list[str], h: int,
     )
     out = {}
     for name in models:
+        if name == "MSTL":
+            if m == 1:
+                continue  # no season to decompose
+            model = sfm.MSTL(season_length=[m, 7 * m] if m == 24 else [m], trend_forecaster=sfm.AutoETS(model="ZZN"))
+        else:
+            model = getattr(sfm, name)(season_length=m)
         start = time.monotonic()
-        sf = StatsForecast(models=[getattr(sfm, name)(season_length=m)], freq=1, n_jobs=2)
-        fc = sf.forecast(df=frame, h=h)
+        fc = StatsForecast(models=[model], freq=1, n_jobs=2).forecast(df=frame, h=h)
         by_id = {uid: g[name].to_numpy() for uid, g in fc.groupby("unique_id", sort=False)}
         out[name] = ([by_id[n] for n in names], round(time.monotonic() - start, 1))
     return out
+
+
+def river_forecasts(history: list[np.ndarray], h: int, m: int, params: tuple) -> list[np.ndarray]:
+    """River's Holt-Winters per series, fed one value at a time (additive; no season for series
+    shorter than two cycles, or m = 1)."""
+    from river import time_series
+
+    alpha, beta, gamma = params
+    out = []
+    for x in history:
+        seasonal = m > 1 and len(x) >= 2 * m
+        model = time_series.HoltWinters(
+            alpha=alpha, beta=beta, gamma=gamma if seasonal else None, seasonality=m if seasonal else 0
+        )
+        for v in x.tolist():
+            model.learn_one(v)
+        out.append(np.asarray(model.forecast(horizon=h), dtype=np.float64))
+    return out
+
+
+def river_tuned(history: list[np.ndarray], h: int, m: int) -> tuple[tuple, dict]:
+    """River's (alpha, beta, gamma) of least OWA on the tuning split: each history's last h values."""
+    past, future = [x[:-h] for x in history], [x[-h:] for x in history]
+    grid = itertools.product((0.1, 0.3, 0.6), (None, 0.01, 0.1), (0.1, 0.3, 0.6))  # beta None: no trend
+    scores = {p: m4_score(past, future, river_forecasts(past, h, m, p), m)["owa"] for p in grid}
+    best = min(scores, key=scores.get)
+    return best, {"alpha": best[0], "beta": best[1], "gamma": best[2], "tuning_owa": scores[best]}
+
+
+def chart(result: dict, path: Path) -> None:
+    """One panel per set: OWA (M4) or standardised MSE (ETT) of every row, ours highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(result), figsize=(5.5 * len(result), 4.5))
+    for ax, (key, r) in zip(np.atleast_1d(axes), result.items(), strict=True):
+        metric = "owa" if "period" in r else "mse"
+        rows = {**r["rows"], **r.get("published", {})}
+        names = [n for n in rows if rows[n].get(metric) is not None]
+        values = [rows[n][metric] for n in names]
+        colors = ["tab:blue" if n in ("rnn", "lstm", "gru", "transformer") else "tab:gray" for n in names]
+        ax.barh(names, values, color=colors)
+        ax.invert_yaxis()
+        ax.set_title(f"{key}: {metric.upper()} (lower is better)")
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data/m4", help="folder of the M4 train and test files")
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    p.add_argument("--ours", default="bench/results/m4-seasonal", help="folder of <family>.json (Hourly)")
-    p.add_argument("--statsforecast", nargs="*", default=["AutoETS", "AutoTheta"])
-    p.add_argument("--out", default="bench/results/accuracy-m4.json")
+    p.add_argument("--ours-hourly", default="bench/results/m4-hourly", help="folder of <family>.json")
+    p.add_argument("--ours-weekly", default="bench/results/m4-weekly-auto", help="folder of <family>.json")
+    p.add_argument("--ett", default=None, help="bench/ett.py's JSON, to chart beside the M4 sets")
+    p.add_argument("--statsforecast", nargs="*", default=["AutoETS", "AutoTheta", "MSTL"])
+    p.add_argument("--out", default="bench/results/accuracy.json")
     args = p.parse_args()
     result: dict = {}
     for key in args.sets:
@@ -81,18 +144,30 @@ def main() -> None:
         for name, (forecasts, seconds) in statsforecast_forecasts(history, names, h, m, args.statsforecast).items():
             rows[f"statsforecast {name}"] = {**m4_score(history, truth, forecasts, m), "fit_seconds": seconds}
             print(key, name, rows[f"statsforecast {name}"], flush=True)
-        if key == "hourly":
-            for family in ("rnn", "lstm", "gru", "transformer"):
-                path = Path(args.ours) / f"{family}.json"
-                if path.is_file():
-                    ours = json.loads(path.read_text())
-                    rows[family] = {k: ours[k] for k in ("smape", "mase", "owa", "coverage")}
+        params, tuning = river_tuned(history, h, m)
+        start = time.monotonic()
+        rows["river HoltWinters"] = {
+            **m4_score(history, truth, river_forecasts(history, h, m, params), m),
+            "fit_seconds": round(time.monotonic() - start, 1),
+            **tuning,
+        }
+        print(key, "river", rows["river HoltWinters"], flush=True)
+        ours = Path(getattr(args, f"ours_{key}"))
+        for family in ("rnn", "lstm", "gru", "transformer"):
+            if (ours / f"{family}.json").is_file():
+                scored = json.loads((ours / f"{family}.json").read_text())
+                rows[family] = {k: scored[k] for k in ("smape", "mase", "owa", "coverage")}
         result[key] = {"series": len(train), "horizon": h, "period": m, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if args.ett:
+        ett = json.loads(Path(args.ett).read_text())
+        result[f"{ett['set']} (H {ett['horizon']})"] = ett
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    chart(result, out.with_suffix(".png"))
     for key, r in result.items():
-        for name, row in r["rows"].items():
-            print(f"{key:7s} {name:26s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+        for name, row in {**r["rows"], **r.get("published", {})}.items():
+            print(f"{key:16s} {name:36s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":
