@@ -5,6 +5,7 @@ Entry points: ``build``, ``load`` and ``Forecaster`` (``forecaster.api``).
 
 from forecaster.api import Forecaster, build, load
 from forecaster.errors import CheckpointError, ForecasterError, InvalidEventError, SnapshotError
+from forecaster.forecasts import Forecasts
 from forecaster.schemas import Forecast, Observation, Source
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __all__ = [
     "Forecast",
     "Forecaster",
     "ForecasterError",
+    "Forecasts",
     "InvalidEventError",
     "Observation",
     "SnapshotError",

@@ -12,15 +12,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from forecaster.checkpoint import load_checkpoint, model_version, save_checkpoint
 from forecaster.device import resolve_device
 from forecaster.engine import Engine
+from forecaster.forecasts import Forecasts
 from forecaster.models import Family, ForecastModel, ModelConfig
-from forecaster.schemas import Forecast, Observation
+from forecaster.schemas import Observation
 from forecaster.state import decode_snapshot, encode_snapshot
-from forecaster.validation import validate_batch
+from forecaster.validation import Batch, validate_batch, validate_columns
 
 
 class Forecaster:
@@ -43,7 +45,6 @@ class Forecaster:
     ) -> None:
         self.version = model_version(model)
         self._engine = Engine(model, resolve_device(device), capacity, max_streams, idle_timeout, clock)
-        self._quantile_keys = [str(q) for q in model.config.quantiles]
 
     @property
     def config(self) -> ModelConfig:
@@ -82,23 +83,55 @@ class Forecaster:
     def bytes_per_stream(self) -> int:
         return self._engine.pool.bytes_per_stream
 
-    def update(self, events: Sequence[Mapping[str, Any] | Observation]) -> list[Forecast]:
-        """Advance the streams of ``events`` and return one forecast per event, in input order.
+    def update(self, events: Sequence[Mapping[str, Any] | Observation]) -> Forecasts:
+        """Advance the streams of ``events`` and return one forecast per event, in input order
+        (a sequence of ``Forecast``, with the numbers as arrays too: see ``Forecasts``).
 
         The whole batch is validated first: an invalid event raises ``ValueError``
         (``InvalidEventError``, with ``index`` and ``reason``) and no state changes.
         """
-        batch = validate_batch(events, self._engine.table.last_ts)
-        if not batch:
-            return []
-        y = self._engine.advance([ob.stream for ob in batch], [ob.ts for ob in batch], [ob.value for ob in batch])
-        now, keys, name, version = time.time(), self._quantile_keys, self.name, self.version
-        return [
-            Forecast.trusted(
-                ob.stream, ob.ts, name, version, rows[0], dict(zip(keys, rows[1:], strict=True)), now, value=ob.value
-            )
-            for ob, rows in zip(batch, y.tolist(), strict=True)
-        ]
+        return self._advance(validate_batch(events, self._engine.table.last_ts))
+
+    def update_arrays(self, streams: Sequence[str], ts: Sequence[float], values: Sequence[float]) -> Forecasts:
+        """``update`` for columns of length N (lists or numpy arrays; ``ts`` in epoch seconds, or
+        datetime64): same validation, same numbers, no Python object per event.
+
+        >>> fc = load("lstm", device="cpu")
+        >>> res = fc.update_arrays(["AAPL", "MSFT"], [1704205800.0, 1704205800.0], [185.64, 370.87])
+        >>> res.point.shape, res.quantiles.shape  # (N, H), (N, Q, H)
+        ((2, 8), (2, 3, 8))
+        """
+        return self._advance(validate_columns(streams, ts, values, self._engine.table.last_ts))
+
+    def update_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``update`` for a pandas frame with columns ``stream, ts, value`` (or Nixtla's
+        ``unique_id, ds, y``; ``ts`` numbers in epoch seconds or datetimes, naive = UTC), rows in
+        time order per stream. Returns a tidy frame, one row per (input row, step): stream, ts (as
+        given), step (1..H), point and one column per quantile ("0.1", "0.5", "0.9").
+
+        >>> frame = pd.DataFrame({"unique_id": ["AAPL"], "ds": [pd.Timestamp("2024-01-02 14:30")], "y": [185.64]})
+        >>> load("lstm", device="cpu").update_frame(frame).shape  # H rows per input row
+        (8, 7)
+        """
+        names = next((n for n in (("stream", "ts", "value"), ("unique_id", "ds", "y")) if set(n) <= set(frame)), None)
+        if names is None:
+            raise ValueError(f"the frame needs columns stream, ts, value (or unique_id, ds, y), not {list(frame)}")
+        stream, ts, value = (frame[n] for n in names)
+        ids = stream if pd.api.types.is_string_dtype(stream) else stream.astype(str)  # Nixtla's ids may be numbers
+        if isinstance(ts.dtype, pd.DatetimeTZDtype):
+            ts_seconds: Any = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        else:
+            ts_seconds = ts.to_numpy()
+        batch = validate_columns(ids.to_numpy(), ts_seconds, value.to_numpy(), self._engine.table.last_ts)
+        return self._advance(batch).to_frame(stream.to_numpy(), ts.to_numpy())
+
+    def _advance(self, batch: Batch) -> Forecasts:
+        """One engine step for validated events."""
+        y = self._engine.advance(batch.streams, batch.ts.tolist(), batch.values).numpy()  # (N, 1 + Q, H)
+        c = self.config
+        return Forecasts(
+            batch.streams, batch.ts, batch.values, y[:, 0], y[:, 1:], c.quantiles, self.name, self.version, time.time()
+        )
 
     def snapshot(self, streams: Iterable[str] | None = None) -> bytes:
         """Per-stream state as bytes (no pickle), of every resident stream or of ``streams`` (those

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 
 import forecaster
 from forecaster.metrics import Metrics
-from forecaster.validation import validate_each
+from forecaster.validation import Batch, validate_each
 from workers import codec, snapshots, undecodable
 from workers.health import BrokerHealth, Probe, consumer_connections
 from workers.sender import Sender
@@ -216,7 +216,7 @@ class ForecastWorker:
         for rej in rejected:
             if rej.index not in routed:
                 self._dead(records[rej.index], rej.reason, rej.detail)
-        if valid:
+        if valid.index:
             self._forecast(records, live, valid)
         self.pending.append(
             _Pending(
@@ -234,22 +234,22 @@ class ForecastWorker:
         self._housekeeping(polled)
         return len(records)
 
-    def _forecast(self, records: list[Any], live: list[bool], valid: list[tuple[int, Any]]) -> None:
+    def _forecast(self, records: list[Any], live: list[bool], valid: Batch) -> None:
         """Advance the engine with the batch's valid events and send the live ones' forecasts."""
         m, engine = self.metrics, self.fc.engine
-        streams, values = [ob.stream for _, ob in valid], [ob.value for _, ob in valid]
+        streams, values = valid.streams, valid.values.tolist()
         start = time.perf_counter()
         # float32: the precision the model computes in; numpy rows encode without Python lists
-        rows = self._advance(streams, [ob.ts for _, ob in valid], values).numpy().astype(np.float32)
+        rows = self._advance(streams, valid.ts.tolist(), values).numpy().astype(np.float32)
         m.inference.observe(time.perf_counter() - start)
-        m.batch_size.observe(len(valid))
+        m.batch_size.observe(len(streams))
         scales = engine.read("x_scale", streams).numpy().tolist()
-        self.accuracy.observe(streams, values, rows, scales, [live[i] for i, _ in valid])
+        self.accuracy.observe(streams, values, rows, scales, [live[i] for i in valid.index])
         now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
         produced = 0
-        for (i, ob), row in zip(valid, rows, strict=True):
+        for i, stream, ts, value, row in zip(valid.index, streams, valid.ts.tolist(), values, rows, strict=True):
             r = records[i]
-            self.partition_of[ob.stream] = r.partition
+            self.partition_of[stream] = r.partition
             if not live[i]:
                 continue  # replayed to rebuild state: its forecast was produced and committed before
             produced += 1
@@ -257,8 +257,8 @@ class ForecastWorker:
             self.producer.send(
                 topic,
                 partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
-                key=r.key or ob.stream.encode(),
-                value=codec.forecast(ob.stream, ob.ts, ob.value, name, version, row, self.keys, src, now),
+                key=r.key or stream.encode(),
+                value=codec.forecast(stream, ts, value, name, version, row, self.keys, src, now),
                 headers=r.headers or None,  # a publisher's headers (trace ids, say) travel with its forecast
             )
         m.forecasts.labels(name).inc(produced)

@@ -28,11 +28,11 @@ def test_decode_and_validate_route_every_record(raws: list[bytes]) -> None:
             decoded.append(None)
             undecodable += 1
     valid, rejected = validate_each(decoded, {})
-    assert len(valid) + len(rejected) == len(raws)
+    assert len(valid.index) + len(rejected) == len(raws)
     assert all(r.reason in REASONS and r.detail for r in rejected)
     assert len(rejected) >= undecodable
-    for _, ob in valid:
-        assert 1 <= len(ob.stream) <= 256 and math.isfinite(ob.ts) and math.isfinite(ob.value)
+    for stream, ts, value in zip(valid.streams, valid.ts, valid.values, strict=True):
+        assert 1 <= len(stream) <= 256 and math.isfinite(ts) and math.isfinite(value)
     for raw, rej in zip(raws, rejected, strict=False):
         letter = orjson.loads(codec.dead_letter(rej.reason, rej.detail, raw, codec.source("t", 0, 1)))
         assert letter["error"] == rej.reason and len(letter["raw"]) <= 4 * codec.RAW_LIMIT

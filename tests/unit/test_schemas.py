@@ -37,7 +37,7 @@ def test_validate_each_routes_bad_events_and_keeps_the_rest() -> None:
         {"stream": "a", "ts": 2.0, "value": 3.0},
     ]
     valid, rejected = validate_each(events, {"c": 1.0})
-    assert [i for i, _ in valid] == [0, 5]
+    assert valid.index == [0, 5] and valid.streams == ["a", "a"] and valid.ts.tolist() == [1.0, 2.0]
     assert [(r.index, r.reason) for r in rejected] == [
         (1, "duplicate"),
         (2, "non_finite"),
