@@ -6,11 +6,11 @@ For each family and number of streams S, two input mixes of S events per batch:
 - uniform: every stream sends one event per batch;
 - skewed: half of the events come from 1% of the streams (hot streams send ~50 per batch),
   the rest from streams drawn uniformly.
-The naive baseline is what one writes without the engine: a Python object per stream holding its
-state tensors, one model call per event, same model. Two levels, each against its own naive twin:
-- api: ``Forecaster.update`` (event dicts in, validated; ``Forecast`` objects out);
-- engine: ``Engine.advance`` (stream ids and values in, a forecast tensor out): the Kafka
-  worker's hot path, without per-event pydantic objects.
+Every way in, each against the baseline a user starts from (one ``update`` call per event):
+- update: ``Forecaster.update`` on a batch of event dicts (validated; ``Forecasts`` out);
+- update_arrays / update_frame: the columnar paths (numpy arrays, a pandas frame);
+- engine: ``Engine.advance`` (ids and values in, a tensor out, no validation), and the naive
+  per-event loop at that level (a Python object per stream, one model call per event).
 Also: state bytes per stream, and the Transformer's per-event cost at windows 32, 128 and 512
 (it should grow at most linearly with the window). Writes JSON; ratios are from the same run.
 """
@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 import forecaster
 from forecaster.models import FAMILIES, ForecastModel, advance, init_state
-from forecaster.schemas import Forecast, Observation
 
 
 def make_batches(n_streams: int, n_batches: int, skewed: bool, seed: int = 0) -> list[list[dict]]:
@@ -114,62 +114,68 @@ class NaiveWorker:
             out.append(y.cpu())
         return out
 
-    @torch.inference_mode()
-    def update(self, events: list[dict]) -> list[Forecast]:
-        out = []
-        for e in events:
-            ob = Observation.model_validate(e)
-            s = self.streams.get(ob.stream) or self.streams.setdefault(ob.stream, NaiveStream(self.model, self.device))
-            if ob.ts <= s.last_ts:
-                raise ValueError("out of order")
-            y, update = self.model.step(torch.tensor([ob.value], dtype=torch.float64, device=self.device), s.state)
-            s.state, s.last_ts = advance(self.spec, s.state, update), ob.ts
-            rows = y[0].tolist()
-            quantiles = dict(zip(self.keys, rows[1:], strict=True))
-            out.append(Forecast.trusted(ob.stream, ob.ts, "naive", "", rows[0], quantiles, time.time()))
-        return out
-
-
-def compare(ours, naive, batches: list, naive_batches: list, seconds: float, size=len) -> dict:
-    """Ours over ``batches``, the naive twin over ``naive_batches`` (the first events of the same
-    input: its per-event cost hardly depends on how many streams there are)."""
-    mine, theirs = timed(ours, batches, seconds, size), timed(naive, naive_batches, seconds, size)
-    return {"ours": mine, "naive": theirs, "speedup": round(mine["events_per_s"] / theirs["events_per_s"], 1)}
-
 
 def as_arrays(batches: list[list[dict]]) -> list[tuple[list[str], list[float], list[float]]]:
-    """Event dicts -> (stream ids, times, values) per batch: the engine level's input."""
+    """Event dicts -> (stream ids, times, values) per batch: the columnar and engine input."""
     return [([e["stream"] for e in b], [e["ts"] for e in b], [e["value"] for e in b]) for b in batches]
 
 
+def frames(batches: list[list[dict]]) -> list[pd.DataFrame]:
+    """Event dicts -> one pandas frame (stream, ts, value) per batch: update_frame's input."""
+    return [pd.DataFrame({"stream": a, "ts": t, "value": v}) for a, t, v in as_arrays(batches)]
+
+
 def bench_family(family: str, streams: list[int], device: str, seconds: float, naive_events: int) -> dict:
+    """Every way in, side by side on the same input: single-event ``update`` calls (the baseline a
+    user starts from), ``update`` on a batch of dicts, ``update_arrays``, ``update_frame``, the raw
+    engine step, and the naive per-event loop at the engine level."""
     res: dict = {}
     for n in streams:
         row: dict = {"bytes_per_stream": forecaster.build(family, seed=0, device=device).bytes_per_stream}
         for mix in ("uniform", "skewed"):
             batches = make_batches(n, n_batches=4 + max(3, int(3e5 // n)), skewed=mix == "skewed")
-            flat = [e for b in batches for e in b]
+            flat = [e for b in batches[1:] for e in b]
             chunks = [flat[i * naive_events : (i + 1) * naive_events] for i in range(4)]
-            fc = forecaster.build(family, seed=0, device=device, capacity=n)
-            api = compare(fc.update, NaiveWorker(fc.model, fc.device).update, batches, chunks, seconds)
-            fc = forecaster.build(family, seed=0, device=device, capacity=n)
-            engine = compare(
-                lambda b, e=fc.engine: e.advance(*b),
-                NaiveWorker(fc.model, fc.device).advance,
-                as_arrays(batches),
-                as_arrays(chunks),
-                seconds,
-                size=lambda b: len(b[0]),
+
+            fc = {
+                k: forecaster.build(family, seed=0, device=device, capacity=n)
+                for k in ("single", "dicts", "arrays", "frame", "engine")
+            }
+            fc["single"].update(batches[0])  # every stream resident, as in the batched runs
+            arrays = as_arrays(batches)
+            levels = {
+                "single_update": timed(fc["single"].update, [[e] for e in flat[: 4 * naive_events]], seconds),
+                "update": timed(fc["dicts"].update, batches, seconds),
+                "update_arrays": timed(lambda b, f=fc["arrays"]: f.update_arrays(*b), arrays, seconds, len_first),
+                "update_frame": timed(fc["frame"].update_frame, frames(batches), seconds),
+                "engine": timed(lambda b, e=fc["engine"].engine: e.advance(*b), arrays, seconds, len_first),
+            }
+            naive = NaiveWorker(fc["engine"].model, torch.device(device))
+            levels["naive_engine"] = timed(lambda b: naive.advance(*b), as_arrays(chunks), seconds, len_first)
+            base = levels["single_update"]["events_per_s"]
+            row[mix] = {
+                **levels,
+                "x_single_update": {k: round(v["events_per_s"] / base, 1) for k, v in levels.items()},
+                "engine_over_arrays": round(
+                    levels["engine"]["events_per_s"] / levels["update_arrays"]["events_per_s"], 2
+                ),
+                "engine_over_naive": round(
+                    levels["engine"]["events_per_s"] / levels["naive_engine"]["events_per_s"], 1
+                ),
+            }
+            print(
+                f"{family:12s} S={n:<7d} {mix:8s} "
+                + "  ".join(
+                    f"{k} {v['events_per_s']:,.0f}/s (x{row[mix]['x_single_update'][k]})" for k, v in levels.items()
+                ),
+                file=sys.stderr,
             )
-            row[mix] = {"api": api, "engine": engine}
-            for level, r in row[mix].items():
-                print(
-                    f"{family:12s} S={n:<7d} {mix:8s} {level:6s} ours {r['ours']['events_per_s']:>11,.0f} ev/s   "
-                    f"naive {r['naive']['events_per_s']:>8,.0f} ev/s   x{r['speedup']}",
-                    file=sys.stderr,
-                )
         res[str(n)] = row
     return res
+
+
+def len_first(b: tuple) -> int:
+    return len(b[0])
 
 
 def bench_windows(windows: list[int], n_streams: int, device: str, seconds: float) -> dict:
@@ -227,8 +233,7 @@ def main() -> None:
     if "lstm" in fam and "transformer" in fam and "10000" in fam["lstm"]:
         lstm, tr = fam["lstm"]["10000"]["uniform"], fam["transformer"]["10000"]["uniform"]
         results["lstm_over_transformer_at_10k"] = {
-            level: round(lstm[level]["ours"]["events_per_s"] / tr[level]["ours"]["events_per_s"], 2)
-            for level in ("api", "engine")
+            level: round(lstm[level]["events_per_s"] / tr[level]["events_per_s"], 2) for level in ("update", "engine")
         }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
