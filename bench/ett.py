@@ -120,7 +120,7 @@ def main() -> None:
         checkpoint = out / f"{args.set}-{family}"
         start = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "forecaster.cli", "train", "--data", str(fit_file), "--model", family]
+            [sys.executable, "-m", "workers.cli", "train", "--data", str(fit_file), "--model", family]
             + ["--out", str(checkpoint), "--horizon", str(H), "--validation", str(val_end - train_end)]
             + ["--max-minutes", str(args.minutes), "--seed", "0", "--quiet"],
             check=True,

@@ -23,7 +23,7 @@ from workers import broker
 
 PARTITIONS = 4
 SESSION = ["--kafka-option", "session_timeout_ms=6000", "--kafka-option", "heartbeat_interval_ms=1000"]
-FORECASTER = [sys.executable, "-m", "forecaster.cli"]
+FORECASTER = [sys.executable, "-m", "workers.cli"]
 
 
 def wait_for(condition: Any, seconds: float, what: str) -> None:

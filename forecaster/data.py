@@ -54,6 +54,12 @@ class Columns:
     value: str = "value"
 
 
+NIXTLA = {"unique_id", "ds", "y"}  # the long layout of Nixtla's libraries (statsforecast, neuralforecast)
+# The committed daily prices (bokeh's sample: AAPL, FB, GOOG, IBM, MSFT), for examples and the bundled models.
+PRICES = Path(__file__).parent / "pretrained" / "stocks.csv.gz"
+PRICE_COLUMNS = Columns(stream="Ticker", ts="Date", value="Adj Close")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
@@ -67,15 +73,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def load_series(
-    path: str | Path, layout: Layout = "auto", columns: Columns = Columns(), min_length: int = 1
+    source: str | Path | pd.DataFrame, layout: Layout = "auto", columns: Columns = Columns(), min_length: int = 1
 ) -> list[Series]:
-    """Every series of a file, each sorted by time, at least ``min_length`` long."""
-    df = read_table(path)
+    """Every series of a file or a frame, each sorted by time, at least ``min_length`` long. A
+    long table with Nixtla's column names (unique_id, ds, y) is read as such by default."""
+    df = source if isinstance(source, pd.DataFrame) else read_table(source)
+    path = "the frame" if isinstance(source, pd.DataFrame) else str(source)
     if df.empty:
-        raise DataError(f"{path}: the file holds no rows")
+        raise DataError(f"{path}: the table holds no rows")
+    if columns == Columns() and not {"stream", "value"} <= set(map(str, df.columns)) and NIXTLA <= set(df.columns):
+        columns = Columns("unique_id", "ds", "y")
     if layout == "auto":
         layout = _detect(df, columns)
-    series = {"long": _long, "wide": _wide, "m4": _m4}[layout](df, columns, str(path))
+    series = {"long": _long, "wide": _wide, "m4": _m4}[layout](df, columns, path)
     if not series:
         raise DataError(f"{path}: no series found")
     for s in series:

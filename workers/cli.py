@@ -1,4 +1,5 @@
-"""The ``forecaster`` command line.
+"""The ``forecaster`` command line: where the library (``forecaster``, which imports neither
+Kafka nor this package) and the Kafka side (``workers``) meet.
 
 Bad input (a missing file, a bad column, a corrupt checkpoint) prints one line and exits 2;
 anything else is a bug and keeps its traceback.
@@ -17,7 +18,7 @@ from kafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 import forecaster
-from forecaster.data import Columns, load_series, season_of, seasons_of
+from forecaster.data import Columns, load_series
 from forecaster.errors import ForecasterError
 from forecaster.models import FAMILIES, ModelConfig, ScalerConfig
 from forecaster.training import TrainConfig
@@ -64,37 +65,22 @@ def _seasons_text(scaler: ScalerConfig) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from forecaster.checkpoint import save_checkpoint
-    from forecaster.data import fingerprint
-    from forecaster.training import train
-    from forecaster.training.seasonal import choose_seasonal
-
-    series = load_series(args.data, args.layout, _columns(args))
-    seasons = tuple(sorted({m for m in args.season if m > 1})) if args.season else seasons_of(series)
-    scaler = ScalerConfig(lags=args.lags, seasons=seasons, **_pick(args, _SCALER_FLAGS))
-    cfg = TrainConfig(calibrate=not args.no_calibrate, **_pick(args, _TRAIN_FLAGS))
-    horizon = args.horizon or ModelConfig.model_fields["horizon"].default
-    if seasons and not _pick(args, _SCALER_FLAGS):  # the weights (and, by default, the periods) from the data
-        held_out = cfg.validation or horizon
-        fit_on = [s.head(max(0, len(s) - held_out)) for s in series]
-        scaler = choose_seasonal(fit_on, scaler, horizon, may_drop=not args.season).scaler
-    model_config = ModelConfig(
-        family=args.model, quantiles=tuple(args.quantiles), scaler=scaler, **_pick(args, _MODEL_FLAGS)
+    fc, report = forecaster.train(
+        args.data,
+        args.model,
+        out=args.out,
+        seasons=args.season,
+        quantiles=args.quantiles,
+        lags=args.lags,
+        calibrate=not args.no_calibrate,
+        layout=args.layout,
+        columns=_columns(args),
+        device="cpu",
+        progress=not args.quiet,
+        **_pick(args, _SCALER_FLAGS + _MODEL_FLAGS + _TRAIN_FLAGS),
     )
-    model, report = train(series, model_config, cfg, progress=not args.quiet)
-    metadata = {
-        "data": {"path": str(args.data), "layout": args.layout, "series": len(series), "hash": fingerprint(series)},
-        "training": {
-            **cfg.model_dump(),
-            "epochs_run": report.epochs,
-            "best_epoch": report.best_epoch,
-            "minutes": report.minutes,
-        },
-        "validation": report.validation,
-    }
-    out = save_checkpoint(model, args.out, metadata)
     print(
-        f"saved {out} (seasons {_seasons_text(model_config.scaler)}, "
+        f"saved {args.out} (seasons {_seasons_text(fc.config.scaler)}, "
         f"best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
         + ", ".join(f"{k} {v}" for k, v in report.validation.items())
     )
@@ -102,23 +88,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from forecaster.evaluation.evaluate import evaluate, plot
-
-    history = load_series(args.data, args.layout, _columns(args))
-    test = load_series(args.test, args.layout, _columns(args)) if args.test else None
-    season = args.season or season_of(history)
-    result, scored = evaluate(args.model, history, test, args.horizon, season, args.rolling, args.device)
+    scores = forecaster.evaluate(
+        args.model,
+        args.data,
+        args.test,
+        horizon=args.horizon,
+        season=args.season,
+        rolling=args.rolling,
+        layout=args.layout,
+        columns=_columns(args),
+        device=args.device,
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(scores.metrics, indent=2) + "\n")
     if args.plot:
-        plot(scored, args.plot, f"{args.model} on {Path(args.data).name}")
-    shown = {k: v for k, v in result.items() if k != "naive2"}
+        scores.plot(args.plot, f"{args.model} on {Path(args.data).name}")
+    shown = {k: v for k, v in scores.metrics.items() if k != "naive2"}
     print("  ".join(f"{k} {v}" for k, v in shown.items()))
     return 0
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from workers import broker  # the command line is where the library and the workers meet
+    from workers import broker
 
     if args.action == "start":
         info = broker.start(args.port)

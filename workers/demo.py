@@ -22,7 +22,7 @@ from kafka import KafkaConsumer
 from forecaster.pretrained.build import COLUMNS, DATA
 from workers import broker, watcher
 
-CLI = [sys.executable, "-m", "forecaster.cli"]
+CLI = [sys.executable, "-m", "workers.cli"]
 
 
 @dataclass(frozen=True)

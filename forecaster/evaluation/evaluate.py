@@ -69,24 +69,26 @@ def baseline_forecasts(
 
 def model_forecasts(fc: forecaster.Forecaster, pairs: list[tuple[Series, np.ndarray]], rolling: bool) -> list[Scored]:
     """Stream each history, then (rolling) the held-out values; keep the forecast of every origin."""
-    last: dict[str, forecaster.Forecast] = {}
+    last: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for batch in as_batches([s for s, _ in pairs]):
-        for f in fc.update(batch):
-            last[f.stream] = f
+        out = fc.update(batch)
+        for i, stream in enumerate(out.streams):
+            last[stream] = out.point[i], out.quantiles[i]
     made = [last[s.name] for s, _ in pairs]
     if rolling:
         step = {s.name: (s.ts[-1] - s.ts[-2]) if len(s) > 1 else 1.0 for s, _ in pairs}
         for i in range(max(len(t) for _, t in pairs) - 1):  # the last held-out value leaves nothing to score
-            made += fc.update(
+            out = fc.update(
                 [
                     {"stream": s.name, "ts": float(s.ts[-1] + (i + 1) * step[s.name]), "value": float(t[i])}
                     for s, t in pairs
                     if i < len(t) - 1
                 ]
             )
+            made += zip(out.point, out.quantiles, strict=True)
     return [
-        Scored(n, h, t, np.array(f.point[: len(t)]), np.array(list(f.quantiles.values()))[:, : len(t)])
-        for (n, h, t), f in zip(origins(pairs, fc.config.horizon, rolling), made, strict=True)
+        Scored(n, h, t, point[: len(t)], quantiles[:, : len(t)])
+        for (n, h, t), (point, quantiles) in zip(origins(pairs, fc.config.horizon, rolling), made, strict=True)
     ]
 
 
@@ -129,7 +131,7 @@ def naive2_reference(results: list[Scored], season: int) -> list[Scored]:
 
 
 def evaluate(
-    model: str,
+    model: str | Path | forecaster.Forecaster,
     history: list[Series],
     test: list[Series] | None,
     horizon: int | None,
@@ -137,13 +139,15 @@ def evaluate(
     rolling: bool = False,
     device: str = "auto",
 ) -> tuple[dict[str, Any], list[Scored]]:
-    """Score ``model`` (a baseline name, a bundled name or a checkpoint directory)."""
-    if model in baselines.BASELINES:
+    """Score ``model`` (a baseline name, a bundled name, a checkpoint directory or a
+    ``Forecaster``, whose streams it advances)."""
+    if isinstance(model, str) and model in baselines.BASELINES:
         H = horizon or 8
         pairs = split(history, test, H)
         results, levels = baseline_forecasts(model, pairs, H, season, rolling), None
     else:
-        fc = forecaster.load(model, device=device)
+        fc = model if isinstance(model, forecaster.Forecaster) else forecaster.load(model, device=device)
+        model = model.name if isinstance(model, forecaster.Forecaster) else str(model)
         H = fc.config.horizon
         if horizon is not None and horizon != H:
             raise ValueError(f"model {model!r} forecasts {H} steps ahead, not --horizon {horizon}")

@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 
 from forecaster.checkpoint import save_checkpoint
-from forecaster.data import Columns, Series, fingerprint, load_series
+from forecaster.data import PRICE_COLUMNS, PRICES, Series, fingerprint, load_series
 from forecaster.evaluation.evaluate import evaluate
 from forecaster.models import FAMILIES, ModelConfig
 from forecaster.training import TrainConfig, train
 
 HERE = Path(__file__).parent
-DATA = HERE / "stocks.csv.gz"
-COLUMNS = Columns(stream="Ticker", ts="Date", value="Adj Close")
 CUTOFF = 1325376000.0  # 2012-01-01T00:00:00Z: train before, test from here on
 
 
@@ -39,7 +37,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE)
     a = p.parse_args()
 
-    history, test = split_by_time(load_series(DATA, "long", COLUMNS), CUTOFF)
+    history, test = split_by_time(load_series(PRICES, "long", PRICE_COLUMNS), CUTOFF)
     cfg = TrainConfig(validation=250, windows_per_epoch=256, patience=8, epochs=60, max_minutes=a.max_minutes)
     report_path = a.out / "REPORT.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -47,8 +45,8 @@ def main() -> None:
         model, fit = train(history, ModelConfig(family=family, horizon=8), cfg)
         meta = {
             "data": {
-                "path": DATA.name,
-                "columns": COLUMNS.__dict__,
+                "path": PRICES.name,
+                "columns": PRICE_COLUMNS.__dict__,
                 "before": "2012-01-01",
                 "series": len(history),
                 "hash": fingerprint(history),

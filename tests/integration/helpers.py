@@ -20,7 +20,7 @@ import forecaster
 from tests.conftest import random_walks, wait_for
 from workers.broker import BrokerInfo, free_port
 
-SERVE = [sys.executable, "-m", "forecaster.cli", "serve"]  # `forecaster serve`, from this interpreter
+SERVE = [sys.executable, "-m", "workers.cli", "serve"]  # `forecaster serve`, from this interpreter
 
 
 class Worker:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.kafka
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "forecaster.cli", "broker", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "workers.cli", "broker", *args], capture_output=True, text=True, timeout=60
     )
 
 

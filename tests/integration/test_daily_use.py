@@ -13,7 +13,7 @@ from tests.integration.helpers import consume
 from workers.broker import BrokerInfo
 
 pytestmark = pytest.mark.kafka
-CLI = [sys.executable, "-m", "forecaster.cli"]
+CLI = [sys.executable, "-m", "workers.cli"]
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

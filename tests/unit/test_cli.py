@@ -12,7 +12,7 @@ import pytest
 
 
 def forecaster(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "forecaster.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

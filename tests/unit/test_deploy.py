@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from forecaster.cli import parser
+from workers.cli import parser
 from forecaster.metrics import Metrics
 from workers.settings import WorkerSettings
 

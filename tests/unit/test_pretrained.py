@@ -8,12 +8,13 @@ import forecaster
 from forecaster.data import load_series
 from forecaster.evaluation.evaluate import evaluate
 from forecaster.models import FAMILIES
-from forecaster.pretrained.build import COLUMNS, CUTOFF, DATA, split_by_time
+from forecaster.data import PRICE_COLUMNS, PRICES
+from forecaster.pretrained.build import CUTOFF, split_by_time
 
 
 @pytest.fixture(scope="module")
 def held_out() -> tuple[list, list]:
-    return split_by_time(load_series(DATA, "long", COLUMNS), CUTOFF)
+    return split_by_time(load_series(PRICES, "long", PRICE_COLUMNS), CUTOFF)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 import forecaster
-from forecaster.cli import main
+from workers.cli import main
 from workers import forecast_worker
 from workers.broker import HOST
 from workers.settings import KafkaSettings, WorkerSettings
