@@ -218,8 +218,10 @@ def real_price_accuracy(warmup: int) -> dict[str, float]:
     from relay import snarimax
 
     import forecaster
+    from forecaster.data import PRICE_COLUMNS as COLUMNS
+    from forecaster.data import PRICES as DATA
     from forecaster.data import load_series
-    from forecaster.pretrained.build import COLUMNS, CUTOFF, DATA
+    from forecaster.pretrained.build import CUTOFF
 
     series = load_series(DATA, "long", COLUMNS)
 

@@ -151,7 +151,7 @@ def bench_family(family: str, streams: list[int], device: str, seconds: float, n
                 "engine": timed(lambda b, e=fc["engine"].engine: e.advance(*b), arrays, seconds, len_first),
             }
             naive = NaiveWorker(fc["engine"].model, torch.device(device))
-            levels["naive_engine"] = timed(lambda b: naive.advance(*b), as_arrays(chunks), seconds, len_first)
+            levels["naive_engine"] = timed(lambda b, w=naive: w.advance(*b), as_arrays(chunks), seconds, len_first)
             base = levels["single_update"]["events_per_s"]
             row[mix] = {
                 **levels,

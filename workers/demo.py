@@ -19,7 +19,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from forecaster.pretrained.build import COLUMNS, DATA
+from forecaster.data import PRICE_COLUMNS as COLUMNS
+from forecaster.data import PRICES as DATA
 from workers import broker, watcher
 
 CLI = [sys.executable, "-m", "workers.cli"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from workers.cli import parser
 from forecaster.metrics import Metrics
+from workers.cli import parser
 from workers.settings import WorkerSettings
 
 yaml = pytest.importorskip("yaml")

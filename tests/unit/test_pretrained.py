@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 import forecaster
-from forecaster.data import load_series
+from forecaster.data import PRICE_COLUMNS, PRICES, load_series
 from forecaster.evaluation.evaluate import evaluate
 from forecaster.models import FAMILIES
-from forecaster.data import PRICE_COLUMNS, PRICES
 from forecaster.pretrained.build import CUTOFF, split_by_time
 
 

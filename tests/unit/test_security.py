@@ -9,9 +9,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 import forecaster
-from workers.cli import main
 from workers import forecast_worker
 from workers.broker import HOST
+from workers.cli import main
 from workers.settings import KafkaSettings, WorkerSettings
 
 SECRET = "s3cr3t-hunter2"
