@@ -117,7 +117,7 @@ class Forecaster:
         if names is None:
             raise ValueError(f"the frame needs columns stream, ts, value (or unique_id, ds, y), not {list(frame)}")
         stream, ts, value = (frame[n] for n in names)
-        ids = stream if pd.api.types.is_string_dtype(stream) else stream.astype(str)  # Nixtla's ids may be numbers
+        ids = stream.astype(str) if pd.api.types.is_integer_dtype(stream) else stream  # Nixtla's ids may be integers
         if isinstance(ts.dtype, pd.DatetimeTZDtype):
             ts_seconds: Any = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
         else:

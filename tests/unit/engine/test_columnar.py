@@ -102,3 +102,10 @@ def test_forecasts_read_as_a_list_of_forecast_messages() -> None:
     assert fc.update([]) == [] and len(fc.update([])) == 0
     with pytest.raises(IndexError):
         out[2]
+
+
+def test_a_missing_stream_id_in_a_frame_is_refused_not_renamed() -> None:
+    fc = build("rnn")
+    with pytest.raises(InvalidEventError) as e:
+        fc.update_frame(pd.DataFrame({"stream": ["a", None], "ts": [1.0, 1.0], "value": [1.0, 2.0]}))
+    assert (e.value.index, e.value.reason) == (1, "invalid_schema") and fc.streams == []
