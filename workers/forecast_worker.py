@@ -152,6 +152,8 @@ class ForecastWorker:
         self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
         self.covered: dict[TopicPartition, int] = {}  # next offset whose record the state does not hold yet
         self.silent_until: dict[TopicPartition, int] = {}  # replayed records below this produce nothing
+        self.confirmed: dict[TopicPartition, int] = {}  # committed offsets the coordinator confirmed
+        self.stored: dict[int, list[snapshots.Stored]] = defaultdict(list)  # snapshots on the state topic
         self.recovering: set[TopicPartition] = set()
         self.last_snapshot = time.monotonic()
 
@@ -170,9 +172,9 @@ class ForecastWorker:
             self._settle(wait=True)
             owned = self.consumer.assignment()
             if self.committed:  # batches commit asynchronously: make the last one certain
-                self.consumer.commit(
-                    {tp: OffsetAndMetadata(o, "", -1) for tp, o in self.committed.items() if tp in owned}
-                )
+                last = {tp: o for tp, o in self.committed.items() if tp in owned}
+                self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()})
+                self.confirmed.update(last)
             self.consumer.close()  # leaving the group revokes: the listener writes the final snapshots
             self.producer.flush()
             self.producer.close()
@@ -324,8 +326,16 @@ class ForecastWorker:
             live = {tp: o for tp, o in batch.offsets.items() if o > self.silent_until.get(tp, -1)}
             if live:
                 offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in live.items()}
-                self.consumer.commit_async(offsets, _log_failed_commit)
+                self.consumer.commit_async(offsets, self._on_commit)
                 self.committed.update(live)
+
+    def _on_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: Any) -> None:
+        """An asynchronous commit's answer: a confirmed offset lets older snapshots go."""
+        if isinstance(result, Exception):
+            log.warning("offset commit failed (%s); the next commit or a replay covers it", result)
+            return
+        for tp, o in offsets.items():
+            self.confirmed[tp] = max(self.confirmed.get(tp, -1), o.offset)
 
     def snapshot(self, partitions: set[TopicPartition]) -> None:
         """Write the state of these partitions' streams, tagged with the offsets it covers (once
@@ -334,16 +344,16 @@ class ForecastWorker:
         owned: dict[int, list[str]] = defaultdict(list)
         for stream, p in self.partition_of.items():
             owned[p].append(stream)
-        for tp in partitions:
-            if tp in self.covered and tp not in self.recovering:
-                snapshots.write(
-                    self.producer,
-                    self.settings,
-                    tp.partition,
-                    self.covered[tp],
-                    self.fc.snapshot(owned[tp.partition]),
-                )
-        self.health.flush(self.producer)
+        written = [tp for tp in partitions if tp in self.covered and tp not in self.recovering]
+        for tp in written:
+            stored = self.stored[tp.partition]
+            order = 1 + max((s.order for s in stored), default=0)
+            blob = self.fc.snapshot(owned[tp.partition])
+            stored.append(snapshots.write(self.producer, self.settings, tp.partition, self.covered[tp], blob, order))
+        self.health.flush(self.producer)  # acknowledged: the new snapshots are whole on the topic
+        for tp in written:  # tombstones for what recovery can no longer need (sent with the next batch)
+            p = tp.partition
+            self.stored[p] = snapshots.prune(self.producer, self.settings, p, self.stored[p], self.confirmed.get(tp))
         self.last_snapshot = time.monotonic()
 
     def release(self, partitions: set[TopicPartition]) -> None:
@@ -355,6 +365,8 @@ class ForecastWorker:
             del self.partition_of[s]
         for tp in partitions:
             self.committed.pop(tp, None)
+            self.confirmed.pop(tp, None)
+            self.stored.pop(tp.partition, None)
             self.covered.pop(tp, None)
             self.silent_until.pop(tp, None)
             self.recovering.discard(tp)
@@ -367,8 +379,10 @@ class ForecastWorker:
         for tp in [tp for tp, c in committed.items() if c is None]:  # nothing processed by the group yet
             self.consumer.resume(tp)
         done = {tp: c for tp, c in committed.items() if c is not None}
-        found = snapshots.read_latest(self.settings, {tp.partition: c for tp, c in done.items()})
+        found, stored = snapshots.read_latest(self.settings, {tp.partition: c for tp, c in done.items()})
         for tp, upto in done.items():
+            self.stored[tp.partition] = stored.get(tp.partition, [])
+            self.confirmed[tp] = upto
             snap = found.get(tp.partition)
             start = None
             if snap is not None:
@@ -403,11 +417,6 @@ class ForecastWorker:
             high = self.consumer.highwater(tp)
             if high is not None:
                 m.consumer_lag.labels(str(tp.partition)).set(max(0, high - self.consumer.position(tp)))
-
-
-def _log_failed_commit(offsets: dict[TopicPartition, OffsetAndMetadata], result: Any) -> None:
-    if isinstance(result, Exception):
-        log.warning("offset commit failed (%s); the next commit or a replay covers it", result)
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -80,6 +80,9 @@ class WorkerSettings(KafkaSettings):
     max_wait_ms: int = Field(5, ge=0, description="longest a poll waits for records (latency at low rates)")
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$", description="a new group starts here")
     snapshot_interval_s: float = Field(30.0, gt=0, description="seconds between state snapshots")
+    snapshot_chunk_bytes: int = Field(
+        512 * 1024, ge=1024, le=1024 * 1024, description="bytes of state per state-topic record (broker limit: 1 MB)"
+    )
     broker_timeout_s: float = Field(
         10.0, gt=0, description="seconds without an answer from the broker before it counts as down (hung)"
     )
