@@ -89,10 +89,17 @@ def train(
     cfg = TrainConfig(calibrate=calibrate, **{k: pick[k] for k in _TRAIN_OPTIONS & set(pick)})
     model_options = {k: pick[k] for k in _MODEL_OPTIONS & set(pick)}
     horizon = model_options.get("horizon", ModelConfig.model_fields["horizon"].default)
+    chosen: dict[str, Any] = {"candidates": list(periods)}
     if periods and not smoothing:  # the weights (and, by default, the periods) from the training span
         held_out = cfg.validation or horizon
         span = [s.head(max(0, len(s) - held_out)) for s in series]
-        scaler = choose_seasonal(span, scaler, horizon, may_drop=seasons is None).scaler
+        choice = choose_seasonal(span, scaler, horizon, may_drop=seasons is None)
+        scaler = choice.scaler
+        if choice.scores:  # the anchor's scaled error on the training span: why these seasons
+            chosen |= {
+                "random_walk_error": round(choice.random_walk, 4),
+                "best_error": round(min(choice.scores.values()), 4),
+            }
     config = ModelConfig(family=model, quantiles=tuple(quantiles), scaler=scaler, **model_options)
     trained, report = fit(series, config, cfg, progress=progress)
     if out is not None:
@@ -105,6 +112,7 @@ def train(
                 "minutes": report.minutes,
             },
             "validation": report.validation,
+            "seasons": chosen,
         }
         save_checkpoint(trained, out, metadata)
     return Forecaster(trained, device), report
