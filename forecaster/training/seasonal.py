@@ -10,6 +10,7 @@ no season, while daily demand keeps its week.
 
 Score: for every origin t in the last ``span`` positions with H known values ahead,
 mean_k |x_{t+k} - a_{t,k}|, divided by the series' mean |Δx| (scale-free), averaged over series.
+Of the weights whose score is within one standard error of the best, the smoothest is taken.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class SeasonalChoice:
     random_walk: float
 
 
-def _anchor_error(x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, horizon: int, span: int) -> float:
-    """Mean scaled absolute error of the anchor over each series' last ``span`` origins."""
+def _anchor_errors(x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, horizon: int, span: int) -> np.ndarray:
+    """Scaled absolute error of the anchor over the last ``span`` origins, one mean per series
+    (per quarter of the span for a single series, so that its spread can be judged too)."""
     _, anchor, _ = Scaler(config, horizon).sequence(x)  # (B, T, H)
     errors = []
     for i, n in enumerate(lengths):
@@ -48,8 +50,10 @@ def _anchor_error(x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, ho
         values = x[i, :n]
         ahead = values.unfold(0, horizon, 1)[first + 1 : last + 1]  # (origins, H): x_{t+1..t+H}
         scale = float(values.diff().abs().mean().clamp(min=1e-12))
-        errors.append(float((ahead - anchor[i, first:last]).abs().mean()) / scale)
-    return float(np.mean(errors))
+        per_origin = (ahead - anchor[i, first:last]).abs().mean(dim=1) / scale
+        blocks = 4 if len(lengths) == 1 and len(per_origin) >= 4 else 1
+        errors += [float(b.mean()) for b in per_origin.tensor_split(blocks)]
+    return np.array(errors)
 
 
 def choose_seasonal(
@@ -71,16 +75,24 @@ def choose_seasonal(
     x = torch.zeros(len(tails), int(lengths.max()), dtype=torch.float64)
     for i, t in enumerate(tails):
         x[i, : len(t)] = torch.from_numpy(t)
-    random_walk = _anchor_error(x, lengths, base.model_copy(update={"seasons": ()}), horizon, span)
+    random_walk = float(_anchor_errors(x, lengths, base.model_copy(update={"seasons": ()}), horizon, span).mean())
     sets = [periods[:i] for i in range(1, len(periods) + 1)] if may_drop else [periods]
-    scores = {
-        (s, a, g): _anchor_error(
+    errors = {
+        (s, a, g): _anchor_errors(
             x, lengths, base.model_copy(update={"seasons": s, "smooth_level": a, "smooth_season": g}), horizon, span
         )
         for s, a, g in itertools.product(sets, ALPHAS, GAMMAS)
     }
-    (seasons, alpha, gamma), best = min(scores.items(), key=lambda kv: kv[1])
-    if may_drop and best >= random_walk:
+    scores = {k: float(e.mean()) for k, e in errors.items()}
+    best = min(scores, key=scores.__getitem__)
+    if may_drop and scores[best] >= random_walk:
         return SeasonalChoice(base.model_copy(update={"seasons": ()}), scores, random_walk)
+    # One standard error rule: of the weights as good as the best within its standard error, the
+    # smoothest (least alpha, then gamma). Anchors that close score alike alone, but a steadier
+    # level was the better base for the network (M4 Hourly: alpha 0.01 scored 1% better alone
+    # than 0.001, and its LSTM/RNN forecasts were 10% worse).
+    e = errors[best]
+    bar = scores[best] + (e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else 0.0)
+    seasons, alpha, gamma = min((k for k in scores if k[0] == best[0] and scores[k] <= bar), key=lambda k: (k[1], k[2]))
     chosen = base.model_copy(update={"seasons": seasons, "smooth_level": alpha, "smooth_season": gamma})
     return SeasonalChoice(chosen, scores, random_walk)
