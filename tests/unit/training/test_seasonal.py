@@ -6,7 +6,7 @@ import numpy as np
 
 from forecaster.data import Series
 from forecaster.models import ScalerConfig
-from forecaster.training.seasonal import ALPHAS, GAMMAS, choose_seasonal
+from forecaster.training.seasonal import ALPHAS, GAMMAS, TOLERANCE, choose_seasonal
 from tests.conftest import random_walks
 from tests.unit.training.test_train import seasonal_series
 
@@ -16,6 +16,9 @@ def test_a_cycle_in_the_data_is_kept_with_weights_from_the_grid() -> None:
     assert choice.scaler.seasons[0] == 12  # the 12-step cycle is there; 36 may or may not help
     assert choice.scaler.smooth_level in ALPHAS and choice.scaler.smooth_season in GAMMAS
     assert min(choice.scores.values()) < 0.5 * choice.random_walk  # repeating the cycle beats the last value
+    c = choice.scaler
+    picked, best = choice.scores[(c.seasons, c.smooth_level, c.smooth_season)], min(choice.scores.values())
+    assert picked <= min(best * (1 + TOLERANCE), choice.random_walk)  # smoother, but hardly worse
 
 
 def test_prices_without_a_cycle_get_no_season_unless_one_is_asked_for() -> None:
