@@ -91,6 +91,12 @@ def published(path: Path, dataset: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def write(path: Path, dataset: str, rows: dict[str, dict], data: Path) -> None:
+    published_rows = published(data / "published_results_ltsf.csv", dataset)
+    result = {"set": dataset, "horizon": H, "rows": rows, "published": published_rows}
+    path.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data/ltsf", help="folder of the ltsf files")
@@ -98,13 +104,18 @@ def main() -> None:
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--minutes", type=float, default=5.0, help="training budget per family")
     p.add_argument("--out", default="bench/results/ett")
+    p.add_argument(
+        "--reuse", action="store_true", help="score a family's checkpoint already in --out instead of training"
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_end, val_end, test_end = BOUNDS[args.set[:4]]
     series = [s.head(test_end) for s in load_series(Path(args.data) / f"{args.set}.csv.gz")]
     period = 24 if args.set.startswith("ETTh") else 96
-    rows: dict[str, dict] = {
+    saved = out / f"{args.set}.json"  # rows of families not rerun this time stay
+    rows: dict[str, dict] = json.loads(saved.read_text())["rows"] if saved.is_file() else {}
+    rows |= {
         "repeat": standardised_errors(series, baseline(series, val_end, test_end, 1), train_end, val_end),
         f"seasonal naive ({period})": standardised_errors(
             series, baseline(series, val_end, test_end, period), train_end, val_end
@@ -119,29 +130,27 @@ def main() -> None:
     for family in args.families:
         checkpoint = out / f"{args.set}-{family}"
         start = time.monotonic()
-        subprocess.run(
-            [sys.executable, "-m", "workers.cli", "train", "--data", str(fit_file), "--model", family]
-            + ["--out", str(checkpoint), "--horizon", str(H), "--validation", str(val_end - train_end)]
-            + ["--max-minutes", str(args.minutes), "--seed", "0", "--quiet"],
-            check=True,
-        )
-        trained = round(time.monotonic() - start)
+        if args.reuse and (checkpoint / "config.json").is_file():
+            print(f"{family}: scoring the checkpoint already in {checkpoint}", flush=True)
+        else:
+            subprocess.run(
+                [sys.executable, "-m", "workers.cli", "train", "--data", str(fit_file), "--model", family]
+                + ["--out", str(checkpoint), "--horizon", str(H), "--validation", str(val_end - train_end)]
+                + ["--max-minutes", str(args.minutes), "--seed", "0", "--quiet"],
+                check=True,
+            )
         forecasts, coverage = ours(checkpoint, series, val_end, test_end)
-        config = json.loads((checkpoint / "config.json").read_text())["model"]["scaler"]
+        config = json.loads((checkpoint / "config.json").read_text())
         rows[family] = {
             **standardised_errors(series, forecasts, train_end, val_end),
             "coverage": coverage,
-            "train_seconds": trained,
-            "seasons": config["seasons"],
+            "train_minutes": config["training"]["minutes"],
+            "seasons": config["model"]["scaler"]["seasons"],
         }
-        print(args.set, family, rows[family], flush=True)
-    result = {
-        "set": args.set,
-        "horizon": H,
-        "rows": rows,
-        "published": published(Path(args.data) / "published_results_ltsf.csv", args.set),
-    }
-    (out / f"{args.set}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(args.set, family, rows[family], f"({round(time.monotonic() - start)} s)", flush=True)
+        write(saved, args.set, rows, Path(args.data))  # after each family: a stopped run keeps what it scored
+    write(saved, args.set, rows, Path(args.data))
+    result = json.loads(saved.read_text())
     for name, row in {**rows, **result["published"]}.items():
         print(f"{name:36s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
 

@@ -134,3 +134,16 @@ def test_transformer_sees_exactly_its_receptive_field() -> None:
 def test_bad_config_is_a_clear_value_error(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelConfig(**overrides)
+
+
+def test_a_long_sequence_runs_in_chunks_with_the_same_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long series (a year of hourly data) would need an O(T^2) attention bias in one pass."""
+    from forecaster.models import transformer
+
+    model = make("transformer")
+    x = torch.from_numpy(random_walks(3, 300, seed=5))
+    with torch.no_grad():
+        whole = model(x)
+        monkeypatch.setattr(transformer, "CHUNK", 32)  # 300 positions: 10 chunks, each 2 * 7 earlier
+        chunked = model(x)
+    assert (whole - chunked).abs().max().item() <= 1e-5
