@@ -94,7 +94,8 @@ def river_forecasts(history: list[np.ndarray], h: int, m: int, params: tuple) ->
 def river_tuned(history: list[np.ndarray], h: int, m: int) -> tuple[tuple, dict]:
     """River's (alpha, beta, gamma) of least OWA on the tuning split: each history's last h values."""
     past, future = [x[:-h] for x in history], [x[-h:] for x in history]
-    grid = itertools.product((0.1, 0.3, 0.6), (None, 0.01, 0.1), (0.1, 0.3, 0.6))  # beta None: no trend
+    betas = (None, 0.01, 0.1) if m == 1 else (0.001, 0.01, 0.1)  # None: no trend (River allows it without a season)
+    grid = itertools.product((0.1, 0.3, 0.6), betas, (0.1, 0.3, 0.6))
     scores = {p: m4_score(past, future, river_forecasts(past, h, m, p), m)["owa"] for p in grid}
     best = min(scores, key=scores.get)
     return best, {"alpha": best[0], "beta": best[1], "gamma": best[2], "tuning_owa": scores[best]}
