@@ -87,8 +87,10 @@ def train(
     smoothing = {k: pick[k] for k in _SCALER_OPTIONS & set(pick)}
     scaler = ScalerConfig(lags=lags, seasons=periods, **smoothing)
     cfg = TrainConfig(calibrate=calibrate, **{k: pick[k] for k in _TRAIN_OPTIONS & set(pick)})
-    model_options = {k: pick[k] for k in _MODEL_OPTIONS & set(pick)}
-    horizon = model_options.get("horizon", ModelConfig.model_fields["horizon"].default)
+    config = ModelConfig(  # validated first: the seasonal choice below relies on a sound horizon
+        family=model, quantiles=tuple(quantiles), scaler=scaler, **{k: pick[k] for k in _MODEL_OPTIONS & set(pick)}
+    )
+    horizon = config.horizon
     chosen: dict[str, Any] = {"candidates": list(periods)}
     if periods and not smoothing:  # the weights (and, by default, the periods) from the training span
         held_out = cfg.validation or horizon
@@ -100,7 +102,7 @@ def train(
                 "random_walk_error": round(choice.random_walk, 4),
                 "best_error": round(min(choice.scores.values()), 4),
             }
-    config = ModelConfig(family=model, quantiles=tuple(quantiles), scaler=scaler, **model_options)
+    config = config.model_copy(update={"scaler": scaler})
     trained, report = fit(series, config, cfg, progress=progress)
     if out is not None:
         metadata = {

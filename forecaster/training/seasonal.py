@@ -72,7 +72,7 @@ def choose_seasonal(
     if len(usable) > MAX_SERIES:
         pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
         usable = [usable[i] for i in sorted(pick)]
-    tails = [np.asarray(s.values[-(warm + span + horizon) :], dtype=np.float64) for s in usable]
+    tails = [np.array(s.values[-(warm + span + horizon) :], dtype=np.float64) for s in usable]  # writable copies
     lengths = np.array([len(t) for t in tails])
     x = torch.zeros(len(tails), int(lengths.max()), dtype=torch.float64)
     for i, t in enumerate(tails):

@@ -33,7 +33,7 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
         part = series[i : i + chunk]
         x = torch.zeros(len(part), max(len(s) for s in part), dtype=torch.float64)  # (B, T)
         for j, s in enumerate(part):
-            x[j, : len(s)] = torch.from_numpy(np.asarray(s.values, dtype=np.float64))
+            x[j, : len(s)] = torch.tensor(s.values, dtype=torch.float64)  # a copy: the values may be read-only
         features, anchor, scale = scaler.sequence(x)
         for j, s in enumerate(part):
             T = len(s)
