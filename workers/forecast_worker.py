@@ -239,17 +239,17 @@ class ForecastWorker:
     def _forecast(self, records: list[Any], live: list[bool], valid: Batch) -> None:
         """Advance the engine with the batch's valid events and send the live ones' forecasts."""
         m, engine = self.metrics, self.fc.engine
-        streams, values = valid.streams, valid.values.tolist()
+        streams, ts, values = valid.streams, valid.ts.tolist(), valid.values.tolist()
         start = time.perf_counter()
         # float32: the precision the model computes in; numpy rows encode without Python lists
-        rows = self._advance(streams, valid.ts.tolist(), values).numpy().astype(np.float32)
+        rows = self._advance(streams, ts, values).numpy().astype(np.float32)
         m.inference.observe(time.perf_counter() - start)
         m.batch_size.observe(len(streams))
         scales = engine.read("x_scale", streams).numpy().tolist()
         self.accuracy.observe(streams, values, rows, scales, [live[i] for i in valid.index])
         now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
         produced = 0
-        for i, stream, ts, value, row in zip(valid.index, streams, valid.ts.tolist(), values, rows, strict=True):
+        for i, stream, t, value, row in zip(valid.index, streams, ts, values, rows, strict=True):
             r = records[i]
             self.partition_of[stream] = r.partition
             if not live[i]:
@@ -260,7 +260,7 @@ class ForecastWorker:
                 topic,
                 partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
                 key=r.key or stream.encode(),
-                value=codec.forecast(stream, ts, value, name, version, row, self.keys, src, now),
+                value=codec.forecast(stream, t, value, name, version, row, self.keys, src, now),
                 headers=r.headers or None,  # a publisher's headers (trace ids, say) travel with its forecast
             )
         m.forecasts.labels(name).inc(produced)
