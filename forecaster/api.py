@@ -133,22 +133,31 @@ class Forecaster:
             batch.streams, batch.ts, batch.values, y[:, 0], y[:, 1:], c.quantiles, self.name, self.version, time.time()
         )
 
-    def snapshot(self, streams: Iterable[str] | None = None) -> bytes:
+    def snapshot(self, streams: Iterable[str] | None = None, dropped: Iterable[str] = ()) -> bytes:
         """Per-stream state as bytes (no pickle), of every resident stream or of ``streams`` (those
-        of them that are resident); ``restore`` on the same model continues exactly."""
+        of them that are resident), least recently used first; ``restore`` on the same model
+        continues exactly. ``dropped``:
+        streams a merging ``restore`` forgets first, so that a snapshot of the streams changed
+        since an earlier one, restored over it, also carries the streams evicted since."""
         engine = self._engine
         table = engine.table
-        streams = table.streams if streams is None else [s for s in dict.fromkeys(streams) if s in table]
+        if streams is None:
+            streams = table.streams
+        else:  # in LRU order, whatever order they come in: a merge then restores that order too
+            wanted = set(streams)
+            streams = [s for s in table.streams if s in wanted]
         slots = torch.tensor([engine.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
         rows = engine.pool.rows(slots)
-        return encode_snapshot(self._identity(), streams, [engine.table.last_ts[s] for s in streams], rows)
+        return encode_snapshot(self._identity(), streams, [table.last_ts[s] for s in streams], rows, list(dropped))
 
     def restore(self, blob: bytes, merge: bool = False) -> list[str]:
-        """Replace all per-stream state with a snapshot's (or, with ``merge``, add its streams to
-        the resident ones) and return the snapshot's streams; ``ValueError`` if it is corrupt or
-        foreign, and then nothing changes."""
+        """Replace all per-stream state with a snapshot's (or, with ``merge``, forget the streams
+        it drops and add its streams to the resident ones) and return the snapshot's streams;
+        ``ValueError`` if it is corrupt or foreign, and then nothing changes."""
         spec = {k: (e.shape, e.dtype) for k, e in self._engine.pool.spec.items()}
-        streams, last_ts, rows = decode_snapshot(blob, self._identity(), spec)
+        streams, last_ts, rows, dropped = decode_snapshot(blob, self._identity(), spec)
+        if merge:
+            self._engine.drop(dropped)
         self._engine.load(streams, last_ts, rows, merge)
         return streams
 

@@ -257,3 +257,26 @@ def test_partial_snapshot_merges_into_another_instance_and_forget_drops(family: 
     assert np.array_equal(run(other, later), run(fc, later))
     other.forget(["x", "s0"])
     assert sorted(other.streams) == ["s3", "y"] and other.evictions == 0
+
+
+def test_a_base_and_deltas_of_changed_and_dropped_streams_restore_the_live_state(family: str) -> None:
+    """The worker's incremental snapshots: a full snapshot, then per interval only the streams
+    updated since (and those evicted since, as ``dropped``), merged in order, equal the live
+    instance, LRU order included; a dropped stream that comes back starts fresh."""
+    batches = events(random_walks(6, 30, seed=14))
+    fc = build(family, max_streams=5)  # six streams, room for five: one is evicted along the way
+    run(fc, [[e for e in b if e["stream"] != "s5"] for b in batches[:5]])
+    chain = [fc.snapshot()]
+    for lo in range(5, 30, 5):
+        before = set(fc.streams)
+        part = [[e for e in b if e["stream"] in ({"s0", "s1"} if lo % 10 else {"s2", "s5"})] for b in batches[lo : lo + 5]]
+        run(fc, part)
+        changed = {e["stream"] for b in part for e in b}
+        chain.append(fc.snapshot(changed, dropped=before - set(fc.streams)))
+    assert fc.evictions > 0
+    rebuilt = build(family, max_streams=5)
+    for blob in chain:
+        rebuilt.restore(blob, merge=True)
+    assert rebuilt.streams == fc.streams  # LRU order too: the next eviction picks the same stream
+    later = events(random_walks(5, 4, seed=15), ["s0", "s1", "s2", "s4", "s3"], t0=1.8e9)
+    assert np.array_equal(run(rebuilt, later), run(fc, later))
