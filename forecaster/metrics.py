@@ -49,6 +49,8 @@ class Metrics:
     interval_coverage: Gauge
     broker_connected: Gauge
     broker_outages: Counter
+    state_bytes: Counter
+    state_write: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -81,4 +83,12 @@ class Metrics:
             ),
             broker_connected=Gauge(**kw("forecaster_broker_connected", "1 while the worker holds a broker connection")),
             broker_outages=Counter(**kw("forecaster_broker_outages_total", "Times every broker connection was lost")),
+            state_bytes=Counter(
+                **kw("forecaster_state_bytes_total", "Bytes of stream state written to the state topic"),
+                labelnames=("kind",),
+            ),
+            state_write=Histogram(
+                **kw("forecaster_state_write_seconds", "Loop time spent writing state, per turn that wrote some"),
+                buckets=LATENCY,
+            ),
         )

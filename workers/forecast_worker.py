@@ -13,20 +13,21 @@ The loop does not wait for a batch's acks before polling the next (at most ``MAX
 input records are unacknowledged): the broker's round trip overlaps the next batch's work. A crash
 before 6 replays the batch: delivery is at least once.
 
-Exact recovery: every ``snapshot_interval_s``, on revocation and on shutdown, the loop waits for
-every pending ack, and the state of each owned partition's streams goes to the state topic,
-tagged with the offset the state covers (``workers.snapshots``): the committed offset, or less
-while a replay is still catching up. On assignment the partition is paused; the loop then
-restores its newest snapshot at or before the group's committed offset, seeks to the snapshot's
-offset (the beginning without one) and replays up to the committed offset silently: state only,
-no forecast is produced twice, and replayed batches commit nothing.
+Exact recovery: every ``snapshot_interval_s`` each owned partition writes the state of the
+streams updated since its last snapshot to the state topic (``workers.statelog``: deltas over
+bases written in slices), tagged with the input offset the state covers; on revocation and on
+shutdown, after every pending ack, it writes what is left. On assignment the partition is paused;
+the loop then restores its newest chain of pieces at or before the group's committed offset
+(``workers.snapshots``), seeks to its offset (the beginning without one) and replays up to the
+committed offset silently: state only, no forecast is produced twice, and replayed batches commit
+nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from workers import codec, snapshots, undecodable
 from workers.health import BrokerHealth, Probe, consumer_connections
 from workers.sender import Sender
 from workers.settings import WorkerSettings
+from workers.statelog import StateLog
 
 log = logging.getLogger("forecaster.worker")
 
@@ -150,10 +152,10 @@ class ForecastWorker:
         self._evictions = 0
         self.partition_of: dict[str, int] = {}  # stream -> the input partition it arrives on
         self.committed: dict[TopicPartition, int] = {}  # next offset to consume, as committed
-        self.covered: dict[TopicPartition, int] = {}  # next offset whose record the state does not hold yet
+        self.processed: dict[TopicPartition, int] = {}  # next offset whose record the state does not hold yet
         self.silent_until: dict[TopicPartition, int] = {}  # replayed records below this produce nothing
         self.confirmed: dict[TopicPartition, int] = {}  # committed offsets the coordinator confirmed
-        self.stored: dict[int, list[snapshots.Stored]] = defaultdict(list)  # snapshots on the state topic
+        self.state = StateLog(self.fc, self.producer, settings, self.metrics)
         self.recovering: set[TopicPartition] = set()
         self.last_snapshot = time.monotonic()
 
@@ -195,8 +197,14 @@ class ForecastWorker:
             polled = {}
         self._settle(wait=False)
         self.health.check()
-        if not polled:
-            return 0
+        if polled:
+            self._handle(polled)
+        self._write_state(self.consumer.assignment())
+        self._housekeeping(polled)
+        return sum(len(rs) for rs in polled.values())
+
+    def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        """Decode, validate, forecast and send one poll's records."""
         m, engine = self.metrics, self.fc.engine
         records, live = [], []
         for tp, rs in polled.items():
@@ -230,15 +238,12 @@ class ForecastWorker:
             )
         )
         self.unacked += len(records)
+        self.processed.update({tp: rs[-1].offset + 1 for tp, rs in polled.items()})
         self._settle(wait=self.unacked > MAX_UNACKED)
-        if time.monotonic() - self.last_snapshot >= self.settings.snapshot_interval_s:
-            self.snapshot(self.consumer.assignment())
-        self._housekeeping(polled)
-        return len(records)
 
     def _forecast(self, records: list[Any], live: list[bool], valid: Batch) -> None:
         """Advance the engine with the batch's valid events and send the live ones' forecasts."""
-        m, engine = self.metrics, self.fc.engine
+        m, engine, chains = self.metrics, self.fc.engine, self.state.chains
         streams, ts, values = valid.streams, valid.ts.tolist(), valid.values.tolist()
         start = time.perf_counter()
         # float32: the precision the model computes in; numpy rows encode without Python lists
@@ -252,6 +257,7 @@ class ForecastWorker:
         for i, stream, t, value, row in zip(valid.index, streams, ts, values, rows, strict=True):
             r = records[i]
             self.partition_of[stream] = r.partition
+            chains[r.partition].changed.add(stream)
             if not live[i]:
                 continue  # replayed to rebuild state: its forecast was produced and committed before
             produced += 1
@@ -307,6 +313,7 @@ class ForecastWorker:
                 self.settings.dead_letters, value=codec.dead_letter("undecodable", bad.detail, None, src, bad.last)
             )
         self.consumer.seek(tp, bad.next_offset)
+        self.processed[tp] = bad.next_offset
         self.pending.append(_Pending(self.producer.seal(), {tp: bad.next_offset}, [], 0))
 
     def _settle(self, wait: bool) -> None:
@@ -321,7 +328,6 @@ class ForecastWorker:
             self.unacked -= batch.records
             lag = time.time() - np.array(batch.input_ts) / 1000
             self.metrics.e2e_latency.observe_many(np.maximum(lag, 0.0))
-            self.covered.update(batch.offsets)
             # A replayed batch was committed before: committing it again would move the group back.
             live = {tp: o for tp, o in batch.offsets.items() if o > self.silent_until.get(tp, -1)}
             if live:
@@ -337,24 +343,26 @@ class ForecastWorker:
         for tp, o in offsets.items():
             self.confirmed[tp] = max(self.confirmed.get(tp, -1), o.offset)
 
+    def _write_state(self, partitions: set[TopicPartition], finish: bool = False) -> None:
+        """This turn's state writes for these partitions (``workers.statelog``): what is due at the
+        snapshot interval, a base's next slice, or with ``finish`` all that is left."""
+        now = time.monotonic()
+        due = finish or now - self.last_snapshot >= self.settings.snapshot_interval_s
+        offsets = {
+            tp.partition: o for tp, o in self.processed.items() if tp in partitions and tp not in self.recovering
+        }
+        committed = {tp.partition: o for tp, o in self.confirmed.items()}
+        self.state.turn(offsets, committed, self.partition_of, due, finish)
+        if due:
+            self.last_snapshot = now
+
     def snapshot(self, partitions: set[TopicPartition]) -> None:
-        """Write the state of these partitions' streams, tagged with the offsets it covers (once
-        every pending batch is acknowledged, so that state and offset agree)."""
-        self._settle(wait=True)
-        owned: dict[int, list[str]] = defaultdict(list)
-        for stream, p in self.partition_of.items():
-            owned[p].append(stream)
-        written = [tp for tp in partitions if tp in self.covered and tp not in self.recovering]
-        for tp in written:
-            stored = self.stored[tp.partition]
-            order = 1 + max((s.order for s in stored), default=0)
-            blob = self.fc.snapshot(owned[tp.partition])
-            stored.append(snapshots.write(self.producer, self.settings, tp.partition, self.covered[tp], blob, order))
-        self.health.flush(self.producer)  # acknowledged: the new snapshots are whole on the topic
-        for tp in written:  # tombstones for what recovery can no longer need (sent with the next batch)
-            p = tp.partition
-            self.stored[p] = snapshots.prune(self.producer, self.settings, p, self.stored[p], self.confirmed.get(tp))
-        self.last_snapshot = time.monotonic()
+        """Write all the state of these partitions not on the state topic yet, and wait until it
+        is (revocation, shutdown): the next owner restores it."""
+        self._settle(wait=True)  # commits every processed batch: the new pieces are usable at once
+        self._write_state(partitions, finish=True)
+        self.health.flush(self.producer)
+        self._write_state(partitions)  # settles the acknowledgements: tombstones for what is not needed
 
     def release(self, partitions: set[TopicPartition]) -> None:
         """Forget the streams of partitions this worker no longer owns."""
@@ -366,14 +374,14 @@ class ForecastWorker:
         for tp in partitions:
             self.committed.pop(tp, None)
             self.confirmed.pop(tp, None)
-            self.stored.pop(tp.partition, None)
-            self.covered.pop(tp, None)
+            self.processed.pop(tp, None)
             self.silent_until.pop(tp, None)
             self.recovering.discard(tp)
+            self.state.forget(tp.partition)
 
     def recover(self) -> None:
-        """Rebuild the state of newly assigned partitions: newest snapshot, then a silent replay
-        from its offset (or from the beginning) up to the group's committed offset."""
+        """Rebuild the state of newly assigned partitions: newest snapshot chain, then a silent
+        replay from its offset (or from the beginning) up to the group's committed offset."""
         tps, self.recovering = self.recovering, set()
         committed = {tp: self.consumer.committed(tp) for tp in tps}
         for tp in [tp for tp, c in committed.items() if c is None]:  # nothing processed by the group yet
@@ -381,29 +389,44 @@ class ForecastWorker:
         done = {tp: c for tp, c in committed.items() if c is not None}
         found, stored = snapshots.read_latest(self.settings, {tp.partition: c for tp, c in done.items()})
         for tp, upto in done.items():
-            self.stored[tp.partition] = stored.get(tp.partition, [])
             self.confirmed[tp] = upto
-            snap = found.get(tp.partition)
-            start = None
-            if snap is not None:
+            chain = found.get(tp.partition)
+            restored, members = None, set()
+            if chain is not None:
                 try:
-                    # the restored streams are this partition's: later snapshots must include them
-                    self.partition_of.update(dict.fromkeys(self.fc.restore(snap.blob, merge=True), tp.partition))
-                    start = snap.offset
+                    members = self._restore(tp.partition, chain.blobs)
+                    restored = chain.tip
                 except ValueError as e:  # e.g. a snapshot of another model version: rebuild instead
                     log.warning("partition %s: snapshot not usable (%s); replaying from the beginning", tp, e)
-            if start is None:
+            self.state.adopt(tp.partition, stored.get(tp.partition, []), restored, members)
+            if restored is None:
                 self.consumer.seek_to_beginning(tp)
             else:
-                self.consumer.seek(tp, start)
+                self.consumer.seek(tp, restored.offset)
             self.committed[tp] = self.silent_until[tp] = upto
             self.consumer.resume(tp)
             log.info(
                 "partition %s: restored %s, replaying silently up to offset %d",
                 tp,
-                f"snapshot at offset {start}" if start is not None else "no snapshot",
+                f"snapshot at offset {restored.offset}" if restored is not None else "no snapshot",
                 upto,
             )
+
+    def _restore(self, partition: int, blobs: list[bytes]) -> set[str]:
+        """Merge a chain's pieces in order and return the streams restored; ``ValueError`` (and
+        none of its streams kept) if one is not usable."""
+        restored: set[str] = set()
+        try:
+            for blob in blobs:
+                restored.update(self.fc.restore(blob, merge=True))
+        except ValueError:
+            self.fc.forget(restored)
+            raise
+        table = self.fc.engine.table
+        present = {s for s in restored if s in table}  # less those a later piece dropped
+        # the restored streams are this partition's: later snapshots must include them
+        self.partition_of.update(dict.fromkeys(present, partition))
+        return present
 
     def _housekeeping(self, polled: dict[TopicPartition, list[Any]]) -> None:
         engine, m = self.fc.engine, self.metrics
@@ -412,7 +435,8 @@ class ForecastWorker:
             m.evictions.inc(engine.evictions - self._evictions)
             self._evictions = engine.evictions
             self.accuracy.forget_all_but(engine.table)
-            self.partition_of = {s: p for s, p in self.partition_of.items() if s in engine.table}
+            for s in [s for s in self.partition_of if s not in engine.table]:
+                self.state.evicted(self.partition_of.pop(s), s)
         for tp in polled:
             high = self.consumer.highwater(tp)
             if high is not None:

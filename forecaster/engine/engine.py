@@ -147,8 +147,13 @@ class Engine:
         if not merge:
             self.table = SlotTable()
         table = self.table
-        table.touch((s for s in streams if s in table), now)
-        slots = [table.slot(s) if s in table else table.assign(s, now) for s in streams]
+        slots = []
+        for s in streams:  # one pass, in order: known and new streams end in the given LRU order
+            if s in table:
+                table.touch((s,), now)
+                slots.append(table.slot(s))
+            else:
+                slots.append(table.assign(s, now))
         for s, ts in zip(streams, last_ts, strict=True):
             table.last_ts[s] = ts
         self.pool.grow(max(1, table.high_water))

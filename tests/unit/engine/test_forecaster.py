@@ -269,7 +269,9 @@ def test_a_base_and_deltas_of_changed_and_dropped_streams_restore_the_live_state
     chain = [fc.snapshot()]
     for lo in range(5, 30, 5):
         before = set(fc.streams)
-        part = [[e for e in b if e["stream"] in ({"s0", "s1"} if lo % 10 else {"s2", "s5"})] for b in batches[lo : lo + 5]]
+        part = [
+            [e for e in b if e["stream"] in ({"s0", "s1"} if lo % 10 else {"s2", "s5"})] for b in batches[lo : lo + 5]
+        ]
         run(fc, part)
         changed = {e["stream"] for b in part for e in b}
         chain.append(fc.snapshot(changed, dropped=before - set(fc.streams)))
