@@ -141,11 +141,8 @@ class Forecaster:
         since an earlier one, restored over it, also carries the streams evicted since."""
         engine = self._engine
         table = engine.table
-        if streams is None:
-            streams = table.streams
-        else:  # in LRU order, whatever order they come in: a merge then restores that order too
-            wanted = set(streams)
-            streams = [s for s in table.streams if s in wanted]
+        # in LRU order, whatever order they come in: a merge then restores that order too
+        streams = table.streams if streams is None else table.in_lru_order(streams)
         slots = torch.tensor([engine.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
         rows = engine.pool.rows(slots)
         return encode_snapshot(self._identity(), streams, [table.last_ts[s] for s in streams], rows, list(dropped))

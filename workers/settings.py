@@ -84,7 +84,7 @@ class WorkerSettings(KafkaSettings):
         512 * 1024, ge=1024, le=1024 * 1024, description="bytes of state per state-topic record (broker limit: 1 MB)"
     )
     snapshot_slice_bytes: int = Field(
-        4 << 20, ge=1024, description="bytes of a base snapshot written per loop turn (bounds the loop's pause)"
+        1 << 20, ge=1024, description="bytes of a base snapshot written per loop turn (bounds the loop's pause)"
     )
     broker_timeout_s: float = Field(
         10.0, gt=0, description="seconds without an answer from the broker before it counts as down (hung)"

@@ -6,7 +6,7 @@ since. Bytes per interval follow the streams updated, not the streams resident. 
 when the chain's deltas add up to the base's size (recovery then reads at most about two bases)
 or the chain is ``MAX_CHAIN`` pieces long.
 
-A base is written in slices of about ``snapshot_slice_bytes``, one slice per loop turn and only
+A base is written in slices of ``snapshot_slice_bytes`` (1 MiB), one slice per loop turn and only
 once the previous slice is acknowledged, so the loop never stalls behind the broker and its
 longest pause is one slice's copy. Streams keep changing while the slices go out; the slices
 alone are therefore not a consistent state, and the base ends with a delta of everything updated
@@ -106,11 +106,16 @@ class StateLog:
         shutdown). Then settle acknowledgements and tombstone what is no longer needed."""
         start, written = time.perf_counter(), self.order
         sliced = False  # one slice per turn, over all partitions: the pause stays one slice
+        bases: dict[int, list[str]] | None = None  # every partition's streams in LRU order, if a base starts
         for p, offset in offsets.items():
             c = self.chains[p]
             if (due or finish) and c.slices is None:
                 if c.needs_base():
-                    c.slices = [s for s in self.fc.streams if partition_of.get(s) == p]
+                    if bases is None:  # one pass over the resident streams, however many bases start
+                        bases = defaultdict(list)
+                        for s in self.fc.streams:
+                            bases[partition_of.get(s, -1)].append(s)
+                    c.slices = bases[p]
                     c.changed.clear()
                     c.dropped.clear()
                     c.members.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -16,6 +17,8 @@ class SlotTable:
         self._slots: OrderedDict[str, int] = OrderedDict()
         self.last_ts: dict[str, float] = {}
         self._last_seen: dict[str, float] = {}
+        self._rank: dict[str, int] = {}  # rises with every use: sorts any few streams into LRU order
+        self._ticks = itertools.count()
         self._free: list[int] = []
         self._next = 0  # slots below this have been handed out at least once
 
@@ -43,6 +46,11 @@ class SlotTable:
         for s in streams:
             self._slots.move_to_end(s)
             self._last_seen[s] = now
+            self._rank[s] = next(self._ticks)
+
+    def in_lru_order(self, streams: Iterable[str]) -> list[str]:
+        """The resident ones of ``streams``, least recently used first (without a pass over all)."""
+        return sorted((s for s in set(streams) if s in self._slots), key=self._rank.__getitem__)
 
     def assign(self, stream: str, now: float) -> int:
         """A slot for a new stream: a freed one if any, else the next never used."""
@@ -52,6 +60,7 @@ class SlotTable:
             slot, self._next = self._next, self._next + 1
         self._slots[stream] = slot
         self._last_seen[stream] = now
+        self._rank[stream] = next(self._ticks)
         return slot
 
     def evict_idle(self, now: float, idle_timeout: float) -> int:
@@ -77,3 +86,4 @@ class SlotTable:
         self._free.append(self._slots.pop(stream))
         self.last_ts.pop(stream, None)
         del self._last_seen[stream]
+        del self._rank[stream]
