@@ -135,8 +135,9 @@ def prune(
         return stored
     needed = {s.id for s in chain(tip, stored) or []}
     keep = [s for s in stored if s.id in needed or s.order > tip.order]
+    kept = {s.id for s in keep}
     for s in stored:
-        if s not in keep:
+        if s.id not in kept:
             for i in range(s.parts):
                 producer.send(settings.state_topic, key=_key(settings, partition, s.id, i), value=None)
     return keep

@@ -31,7 +31,7 @@ from workers import snapshots
 from workers.sender import Sender
 from workers.settings import WorkerSettings
 
-MAX_CHAIN = 100  # pieces per chain before a new base: bounds the records recovery reads
+MAX_CHAIN = 100  # deltas per chain before a new base: bounds the pieces recovery reads
 
 
 @dataclass
@@ -47,11 +47,11 @@ class Chain:
     slices: list[str] | None = None  # while a base is written: its streams still to go
     base_bytes: int = 0
     delta_bytes: int = 0
-    length: int = 0  # pieces since the base began
+    deltas: int = 0  # since the base
     pruned_at: int | None = None  # the committed offset of the last prune
 
     def needs_base(self) -> bool:
-        return self.tip is None or self.delta_bytes >= self.base_bytes or self.length >= MAX_CHAIN
+        return self.tip is None or self.delta_bytes >= self.base_bytes or self.deltas >= MAX_CHAIN
 
 
 class StateLog:
@@ -85,8 +85,7 @@ class StateLog:
             stored=list(stored),
             tip=restored,
             members=members,
-            base_bytes=sum(s.size for s in pieces or []),
-            length=len(pieces or []),
+            base_bytes=sum(s.size for s in pieces or []),  # the deltas too: a new base comes a little later
         )
 
     def forget(self, partition: int) -> None:
@@ -119,7 +118,7 @@ class StateLog:
                     c.changed.clear()
                     c.dropped.clear()
                     c.members.clear()
-                    c.tip, c.base_bytes, c.delta_bytes, c.length = None, 0, 0, 0
+                    c.tip, c.base_bytes, c.delta_bytes, c.deltas = None, 0, 0, 0
                 elif c.changed or c.dropped or offset != c.tip.offset:  # type: ignore[union-attr]
                     self._write(p, c, offset, c.changed, point=True)
             if c.slices is not None and (finish or (not sliced and not c.sent)):
@@ -156,11 +155,12 @@ class StateLog:
         parent = c.tip.id if c.tip else None
         piece = snapshots.write(self.producer, self.settings, partition, offset, blob, parent, point, self.order)
         c.sent.append((self.producer.seal(), piece))
-        c.tip, c.length = piece, c.length + 1
+        c.tip = piece
         if base:
             c.base_bytes += len(blob)
         else:
             c.delta_bytes += len(blob)
+            c.deltas += 1
             c.changed.clear()
             c.dropped.clear()
         self.metrics.state_bytes.labels("base" if base else "delta").inc(len(blob))
@@ -172,7 +172,8 @@ class StateLog:
         last = -1 if c.pruned_at is None else c.pruned_at
         if not acked and not any(s.point and last < s.offset <= (committed or -1) for s in c.stored):
             return  # nothing new to keep, and no stored point became usable
-        c.sent = [sent for sent in c.sent if sent not in acked]
+        done = {t for t, _ in acked}
+        c.sent = [(t, piece) for t, piece in c.sent if t not in done]
         c.stored += [piece for _, piece in acked]
         c.stored = snapshots.prune(self.producer, self.settings, partition, c.stored, committed)
         c.pruned_at = committed
