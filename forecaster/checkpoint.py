@@ -62,17 +62,44 @@ def load_checkpoint(name_or_path: str | Path) -> tuple[ForecastModel, dict[str, 
     d = resolve(name_or_path)
     try:
         meta = json.loads((d / CONFIG).read_text())
+        weights = (d / WEIGHTS).read_bytes()
     except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{d}: unreadable {CONFIG} ({e})") from e
+        raise CheckpointError(f"{d}: unreadable checkpoint ({e})") from e
+    return _model(meta, weights, str(d))
+
+
+def checkpoint_bytes(name_or_path: str | Path) -> bytes:
+    """A checkpoint as one blob (no pickle), e.g. to send it in a Kafka record; checked first:
+    ``CheckpointError`` for anything ``load_checkpoint`` would refuse."""
+    d = resolve(name_or_path)
+    model, meta = load_checkpoint(d)
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return tensorfile.dumps(FORMAT, meta, weights)
+
+
+def checkpoint_from_bytes(blob: bytes, where: str = "checkpoint record") -> tuple[ForecastModel, dict[str, Any]]:
+    """Inverse of ``checkpoint_bytes``, with ``load_checkpoint``'s checks (``weights_only`` loading)."""
+    try:
+        meta, weights = tensorfile.loads(blob, FORMAT)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: {e}") from e
+    return _model(meta, weights, where)
+
+
+def _model(meta: Any, weights: bytes | dict[str, Any], where: str) -> tuple[ForecastModel, dict[str, Any]]:
+    """A model from a checkpoint's config and weights (a weights file's bytes, or its tensors)."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{d}: not a forecaster checkpoint (format {meta.get('format')!r}, want {FORMAT!r})")
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{where}: not a forecaster checkpoint (format {got!r}, want {FORMAT!r})")
     try:
         model = ForecastModel(ModelConfig.model_validate(meta.get("model")))
     except ValidationError as e:
-        raise CheckpointError(f"{d}: invalid model config: {e.errors()[0]['msg']}") from e
+        raise CheckpointError(f"{where}: invalid model config: {e.errors()[0]['msg']}") from e
     try:
-        _, weights = tensorfile.loads((d / WEIGHTS).read_bytes(), FORMAT)
-        model.load_state_dict(weights)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{d}: bad {WEIGHTS}: {str(e)[:300]}") from e
+        tensors = tensorfile.loads(weights, FORMAT)[1] if isinstance(weights, bytes) else weights
+        model.load_state_dict(tensors)
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{where}: bad {WEIGHTS}: {str(e)[:300]}") from e
+    if "version" in meta and meta["version"] != model_version(model):
+        raise CheckpointError(f"{where}: the weights are not those of version {meta['version']} (altered or torn)")
     return model.eval(), meta

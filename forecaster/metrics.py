@@ -51,6 +51,9 @@ class Metrics:
     broker_outages: Counter
     state_bytes: Counter
     state_write: Histogram
+    swaps: Counter
+    warmup_records: Counter
+    warmup_seconds: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -91,4 +94,12 @@ class Metrics:
                 **kw("forecaster_state_write_seconds", "Loop time spent writing state, per turn that wrote some"),
                 buckets=LATENCY,
             ),
+            swaps=Counter(
+                **kw("forecaster_model_swaps_total", "Switches to a model handed over by forecaster swap"),
+                labelnames=("model_version",),
+            ),
+            warmup_records=Counter(
+                **kw("forecaster_warmup_records_total", "Input records replayed into a new model before a swap")
+            ),
+            warmup_seconds=Gauge(**kw("forecaster_warmup_seconds", "Seconds the current or last warm-up has taken")),
         )

@@ -47,11 +47,14 @@ def _pick(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
 
 def _add_data(p: argparse.ArgumentParser, with_path: bool = True) -> None:
     if with_path:
-        p.add_argument("--data", required=True, help="CSV (optionally .gz) or parquet: long, wide or M4 layout")
+        p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--layout", choices=("auto", "long", "wide", "m4"), default="auto")
     p.add_argument("--stream-col", default="stream", help="long layout: stream id column")
     p.add_argument("--ts-col", default="ts", help="time column (numbers: epoch seconds; text: dates)")
     p.add_argument("--value-col", default="value", help="long layout: value column")
+
+
+DATA_HELP = "CSV (optionally .gz) or parquet: long, wide or M4 layout"
 
 
 def _columns(args: argparse.Namespace) -> Columns:
@@ -65,8 +68,30 @@ def _seasons_text(scaler: ScalerConfig) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    data: Any = args.data
+    if args.from_topic:
+        import pandas as pd
+
+        from workers.history import read_history
+        from workers.settings import KafkaSettings
+
+        since = None
+        if args.since is not None:
+            when = pd.Timestamp(args.since)  # ValueError, in one line, if it is not a time
+            since = (when.tz_localize("UTC") if when.tzinfo is None else when).timestamp()
+        history = read_history(
+            _settings(KafkaSettings, args), args.from_topic, since, args.max_records, progress=not args.quiet
+        )
+        skipped = ", ".join(f"{n} {reason}" for reason, n in history.rejected.most_common()) or "none"
+        print(
+            f"read {history.records} records of {args.from_topic}: {len(history.frame)} observations "
+            f"of {history.frame['stream'].nunique()} streams (rejected: {skipped})"
+        )
+        data, args.layout, columns = history.frame, "long", Columns()
+    else:
+        columns = _columns(args)
     fc, report = forecaster.train(
-        args.data,
+        data,
         args.model,
         out=args.out,
         seasons=args.season,
@@ -74,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lags=args.lags,
         calibrate=not args.no_calibrate,
         layout=args.layout,
-        columns=_columns(args),
+        columns=columns,
         device="cpu",
         progress=not args.quiet,
         **_pick(args, _SCALER_FLAGS + _MODEL_FLAGS + _TRAIN_FLAGS),
@@ -206,6 +231,31 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_swap(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+
+    from forecaster.checkpoint import checkpoint_bytes, load_checkpoint
+    from workers.control import send_swap
+    from workers.settings import KafkaSettings
+    from workers.topics import ensure_topics
+
+    blob = checkpoint_bytes(args.model)  # refused here if a worker would refuse it
+    model, meta = load_checkpoint(args.model)
+    settings = _settings(KafkaSettings, args)
+    ensure_topics(settings, {args.control_topic: 1})
+    producer = KafkaProducer(**settings.options_for(KafkaProducer))
+    try:
+        swap = send_swap(producer, args.control_topic, args.group, blob)
+        producer.flush()
+    finally:
+        producer.close()
+    print(
+        f"swap {swap}: {model.config.family} {meta.get('version')} ({len(blob) / 1e6:.2f} MB) handed to group "
+        f"{args.group!r} on {args.control_topic}; each worker warms it up, then serves it"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from workers import demo
 
@@ -260,8 +310,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=int, default=9092)
     b.set_defaults(run=cmd_broker)
 
-    t = sub.add_parser("train", help="train a model on series from a file; writes a checkpoint directory")
-    _add_data(t)
+    t = sub.add_parser("train", help="train a model on series from a file or a topic; writes a checkpoint directory")
+    source = t.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help=DATA_HELP)
+    source.add_argument("--from-topic", metavar="TOPIC", help="the history of an input topic (as the worker reads it)")
+    _add_data(t, with_path=False)
+    t.add_argument("--bootstrap", default=None, help="--from-topic: Kafka bootstrap servers (default localhost:9092)")
+    t.add_argument("--since", help="--from-topic: records from this time on (ISO 8601, UTC unless it says)")
+    t.add_argument("--max-records", type=int, help="--from-topic: at most this many of the newest records")
+    _add_kafka(t)
     t.add_argument("--model", required=True, choices=FAMILIES, help="model family")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.5, 0.9])
@@ -332,6 +389,14 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--rows", type=int, default=20, help="table: the most recently updated streams shown")
     _add_kafka(w)
     w.set_defaults(run=cmd_watch)
+
+    sw = sub.add_parser("swap", help="hand a new model to every worker of a group while they run (or an old one back)")
+    sw.add_argument("--model", required=True, help="checkpoint directory or bundled family name")
+    sw.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default localhost:9092)")
+    sw.add_argument("--group", default="forecaster", help="the workers' consumer group")
+    sw.add_argument("--control-topic", default="forecaster.control")
+    _add_kafka(sw)
+    sw.set_defaults(run=cmd_swap)
 
     d = sub.add_parser("demo", help="the whole service locally: broker, worker, real prices replayed, live table")
     d.add_argument("--model", default="lstm", help="bundled family (rnn, lstm, gru, transformer) or checkpoint dir")

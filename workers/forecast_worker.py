@@ -26,6 +26,7 @@ nothing.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Container
@@ -33,19 +34,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 import forecaster
+from forecaster.checkpoint import checkpoint_from_bytes
+from forecaster.errors import CheckpointError
 from forecaster.metrics import Metrics
+from forecaster.models import ForecastModel
 from forecaster.validation import Batch, validate_each
 from workers import codec, snapshots, undecodable
+from workers.control import ControlReader, Swap
 from workers.health import BrokerHealth, Probe, consumer_connections
 from workers.sender import Sender
 from workers.settings import WorkerSettings
 from workers.statelog import StateLog
+from workers.warmup import Warmup
 
 log = logging.getLogger("forecaster.worker")
 
@@ -158,6 +163,8 @@ class ForecastWorker:
         self.state = StateLog(self.fc, self.producer, settings, self.metrics)
         self.recovering: set[TopicPartition] = set()
         self.last_snapshot = time.monotonic()
+        self.control: ControlReader | None = None  # follows forecaster swap's records, from run()
+        self.warmup: Warmup | None = None  # a new model being warmed before it serves
 
     def stop(self) -> None:
         """Finish the batch in hand, flush, commit, then leave ``run`` (safe from a signal handler)."""
@@ -165,6 +172,7 @@ class ForecastWorker:
 
     def run(self) -> None:
         self.out_partitions = len(self.producer.partitions_for(self.settings.output))
+        self._start_control()
         self.consumer.subscribe([self.settings.input], listener=_Rebalance(self))
         log.info("worker started: %s", self.settings.redacted())
         try:
@@ -178,6 +186,9 @@ class ForecastWorker:
                 self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()})
                 self.confirmed.update(last)
             self.consumer.close()  # leaving the group revokes: the listener writes the final snapshots
+            for follower in (self.control, self.warmup):
+                if follower is not None:
+                    follower.close()
             self.producer.flush()
             self.producer.close()
             self.probe.close()
@@ -201,7 +212,9 @@ class ForecastWorker:
             self._handle(polled)
         self._write_state(self.consumer.assignment())
         self._housekeeping(polled)
-        return sum(len(rs) for rs in polled.values())
+        handled = sum(len(rs) for rs in polled.values())
+        self._follow_control(handled)
+        return handled
 
     def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
         """Decode, validate, forecast and send one poll's records."""
@@ -247,7 +260,7 @@ class ForecastWorker:
         streams, ts, values = valid.streams, valid.ts.tolist(), valid.values.tolist()
         start = time.perf_counter()
         # float32: the precision the model computes in; numpy rows encode without Python lists
-        rows = self._advance(streams, ts, values).numpy().astype(np.float32)
+        rows = engine.advance_all(streams, ts, values).numpy().astype(np.float32)
         m.inference.observe(time.perf_counter() - start)
         m.batch_size.observe(len(streams))
         scales = engine.read("x_scale", streams).numpy().tolist()
@@ -270,17 +283,6 @@ class ForecastWorker:
                 headers=r.headers or None,  # a publisher's headers (trace ids, say) travel with its forecast
             )
         m.forecasts.labels(name).inc(produced)
-
-    def _advance(self, streams: list[str], ts: list[float], values: list[float]) -> torch.Tensor:
-        """The engine step, in chunks of at most ``max_streams`` events when a cap is set: a
-        batch may hold more distinct streams than the cap, and the engine refuses such a step."""
-        engine = self.fc.engine
-        n = engine.max_streams or len(streams)
-        if len(streams) <= n:
-            return engine.advance(streams, ts, values)
-        return torch.cat(
-            [engine.advance(streams[i : i + n], ts[i : i + n], values[i : i + n]) for i in range(0, len(streams), n)]
-        )
 
     def _dead(self, record: Any, reason: str, detail: str) -> None:
         if record.offset < self.silent_until.get(TopicPartition(record.topic, record.partition), -1):
@@ -427,6 +429,78 @@ class ForecastWorker:
         # the restored streams are this partition's: later snapshots must include them
         self.partition_of.update(dict.fromkeys(present, partition))
         return present
+
+    def _start_control(self) -> None:
+        """Follow the control topic; serve the group's newest model handed over by ``forecaster
+        swap``, if any (a worker that restarts after a swap serves what its group serves)."""
+        self.control = ControlReader(self.settings, self.settings.control_topic, self.settings.group)
+        newest = None
+        for swap in self.control.catch_up():
+            model = self._checked(swap)
+            newest = (swap, model) if model is not None else newest
+        if newest is not None:
+            swap, model = newest
+            self._serve(self._forecaster(model), {})
+            log.info("serving %s %s, handed over by swap %s", self.fc.name, self.fc.version, swap.id)
+
+    def _follow_control(self, served: int) -> None:
+        """New swaps start a warm-up (replacing one in progress); a warm-up replays a bounded
+        batch per turn and, once it holds what the serving state holds, takes over. While the
+        loop serves (``served`` records this turn) the replay takes half as many, so serving keeps
+        most of the time; when it is idle, a whole ``max_batch``."""
+        assert self.control is not None
+        for swap in self.control.poll():
+            model = self._checked(swap)
+            if model is not None:
+                if self.warmup is not None:
+                    self.warmup.close()
+                self.warmup = Warmup(swap.id, model, self.settings, set(self.consumer.assignment()))
+                log.info("swap %s: warming up a new model while %s %s serves", swap.id, self.fc.name, self.fc.version)
+        w = self.warmup
+        if w is None or self.recovering:
+            return
+        owned = self.consumer.assignment()
+        if set(w.position) != owned:  # a rebalance since it began
+            w.restart(owned)
+        upto = {tp: self.processed[tp] if tp in self.processed else self.consumer.position(tp) for tp in owned}
+        before = w.records
+        done = w.step(upto, max(1, served // 2) if served else self.settings.max_batch)
+        self.metrics.warmup_records.inc(w.records - before)
+        self.metrics.warmup_seconds.set(time.monotonic() - w.started)
+        if done:
+            was = f"{self.fc.name} {self.fc.version}"
+            table = w.fc.engine.table
+            self._serve(w.fc, {s: p for s, p in w.partition_of.items() if s in table})
+            self.warmup = None
+            w.close()
+            self.metrics.swaps.labels(self.fc.version).inc()
+            log.info(
+                "swap %s: serving %s %s (was %s) after replaying %d records in %.1f s",
+                w.swap, self.fc.name, self.fc.version, was, w.records, time.monotonic() - w.started,
+            )  # fmt: skip
+
+    def _checked(self, swap: Swap) -> ForecastModel | None:
+        """The swap's model, or None (with a log line) if its checkpoint is not usable."""
+        try:
+            model, _ = checkpoint_from_bytes(swap.blob, f"swap {swap.id}")
+        except CheckpointError as e:
+            log.warning("%s; refused, %s %s keeps serving", e, self.fc.name, self.fc.version)
+            return None
+        return model
+
+    def _forecaster(self, model: ForecastModel) -> forecaster.Forecaster:
+        s = self.settings
+        return forecaster.Forecaster(model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s)
+
+    def _serve(self, fc: forecaster.Forecaster, partition_of: dict[str, int]) -> None:
+        """From the next batch on, ``fc`` serves (with its state of these streams)."""
+        self.fc = fc
+        self.partition_of = partition_of
+        self.keys = [str(q) for q in fc.config.quantiles]
+        self.accuracy = LiveAccuracy(self.metrics)  # the old model's pending one-step forecasts
+        self.state = self.state.for_model(fc)
+        self._evictions = fc.engine.evictions
+        self.last_snapshot = -math.inf  # the new model's state goes out at once
 
     def _housekeeping(self, polled: dict[TopicPartition, list[Any]]) -> None:
         engine, m = self.fc.engine, self.metrics

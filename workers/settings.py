@@ -68,6 +68,7 @@ class WorkerSettings(KafkaSettings):
     output: str = Field("forecasts", description="topic of forecasts")
     dead_letters: str = Field("prices.dlq", description="topic of rejected records with their reason")
     state_topic: str = Field("forecaster.state", description="topic of state snapshots")
+    control_topic: str = Field("forecaster.control", description="topic of models handed over by forecaster swap")
     group: str = Field("forecaster", description="consumer group: workers of one group share the partitions")
     model: str = Field("lstm", description="bundled family name or checkpoint directory")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")

@@ -88,6 +88,15 @@ class StateLog:
             base_bytes=sum(s.size for s in pieces or []),  # the deltas too: a new base comes a little later
         )
 
+    def for_model(self, fc: forecaster.Forecaster) -> StateLog:
+        """The same partitions' pieces, for a model that replaces this one: every chain starts
+        again with a base (the old pieces go once a point of the new model is usable)."""
+        new = StateLog(fc, self.producer, self.settings, self.metrics)
+        new.order = self.order
+        for p, c in self.chains.items():
+            new.chains[p] = Chain(stored=list(c.stored), sent=list(c.sent))
+        return new
+
     def forget(self, partition: int) -> None:
         self.chains.pop(partition, None)
 

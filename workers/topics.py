@@ -24,5 +24,6 @@ def ensure_topics(settings: KafkaSettings, partitions: dict[str, int]) -> None:
 
 
 def worker_topics(settings: WorkerSettings, partitions: int) -> dict[str, int]:
-    """Input and forecasts partitioned alike (both keyed by stream); dead letters and state in one."""
-    return {settings.input: partitions, settings.output: partitions, settings.dead_letters: 1, settings.state_topic: 1}
+    """Input and forecasts partitioned alike (both keyed by stream); dead letters, state and control in one."""
+    one = (settings.dead_letters, settings.state_topic, settings.control_topic)
+    return {settings.input: partitions, settings.output: partitions, **dict.fromkeys(one, 1)}

@@ -109,6 +109,16 @@ class Engine:
             out[idx] = self._step(slots[idx], x[idx])
         return out.cpu()  # sync point: the staging buffers are free again after it
 
+    def advance_all(self, streams: Sequence[str], ts: Sequence[float], values: Sequence[float]) -> Tensor:
+        """``advance`` for a batch that may hold more distinct streams than ``max_streams`` (which
+        ``advance`` refuses): in chunks of at most that many events."""
+        n = self.max_streams or len(streams)
+        if len(streams) <= n:
+            return self.advance(streams, ts, values)
+        return torch.cat(
+            [self.advance(streams[i : i + n], ts[i : i + n], values[i : i + n]) for i in range(0, len(streams), n)]
+        )
+
     @property
     def _out_shape(self) -> tuple[int, int]:
         c = self.model.config

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 from kafka import KafkaProducer
 
-from tests.integration.helpers import consume
+import forecaster
+from tests.integration.helpers import consume, price_events, publish
 from workers.broker import BrokerInfo
+from workers.settings import KafkaSettings
+from workers.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 CLI = [sys.executable, "-m", "workers.cli"]
@@ -67,3 +73,42 @@ def test_demo_runs_the_whole_service_and_cleans_up() -> None:
     assert "prices in" in lines[-1] and "metrics were at http://127.0.0.1:" in lines[-1]
     leftovers = subprocess.run(["pgrep", "-f", "forecaster-demo-|demo-[0-9]+\\.prices"], capture_output=True)
     assert leftovers.stdout == b""  # the worker and the publisher were stopped
+
+
+def test_train_from_the_input_topic_equals_training_on_the_same_observations_from_a_file(
+    kafka: BrokerInfo, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """``train --from-topic`` reads the topic's history as the worker would (bad records counted
+    and left out) and trains exactly as on a file of the same observations; ``--max-records``
+    bounds the read; a topic that does not exist is one line."""
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4})
+    events = price_events(6, 150, seed=70)
+    publish(kafka, topics["input"], events)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    producer.send(topics["input"], key=b"S0", value=b"{not json")
+    producer.send(topics["input"], key=b"S1", value=json.dumps(events[1]).encode())  # S1's first event again: late
+    producer.flush()
+    producer.close()
+    small = ["--model", "lstm", "--d-model", "16", "--horizon", "4", "--epochs", "2", "--quiet"]
+    topic = run(
+        "train", "--from-topic", topics["input"], "--bootstrap", kafka.bootstrap, "--out", str(tmp_path / "t"), *small
+    )
+    assert topic.returncode == 0, topic.stderr
+    assert topic.stdout.startswith(f"read {len(events) + 2} records of {topics['input']}: {len(events)} observations")
+    assert "1 invalid_json" in topic.stdout and ("1 out_of_order" in topic.stdout or "1 duplicate" in topic.stdout)
+    pd.DataFrame(events).to_csv(tmp_path / "same.csv", index=False)
+    file = run("train", "--data", str(tmp_path / "same.csv"), "--out", str(tmp_path / "f"), *small)
+    assert file.returncode == 0, file.stderr
+    a, b = forecaster.load(tmp_path / "t", device="cpu"), forecaster.load(tmp_path / "f", device="cpu")
+    assert a.config == b.config
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    )
+    bounded = run(
+        "train", "--from-topic", topics["input"], "--bootstrap", kafka.bootstrap, "--max-records", "400",
+        "--out", str(tmp_path / "b"), *small,
+    )  # fmt: skip
+    assert bounded.returncode == 0, bounded.stderr
+    assert bounded.stdout.startswith(f"read 400 records of {topics['input']}")
+    missing = run("train", "--from-topic", "no-such-topic", "--bootstrap", kafka.bootstrap, "--out", "x", *small)
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "no-such-topic" in missing.stderr

@@ -1,0 +1,90 @@
+"""``forecaster swap``: a model handed to running workers through the control topic, warmed on the
+input history while the serving model serves, then switched to between two batches."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kafka import KafkaProducer
+
+import forecaster
+from tests.conftest import wait_for
+from tests.integration.helpers import Reader, Worker, price_events, publish
+from workers.broker import BrokerInfo
+from workers.control import send_swap
+from workers.settings import KafkaSettings
+from workers.topics import ensure_topics
+
+pytestmark = pytest.mark.kafka
+CONTROL = "forecaster.control"  # the default: groups keep the tests apart
+
+
+def swap(kafka: BrokerInfo, group: str, model: Path) -> subprocess.CompletedProcess:
+    command = ["swap", "--bootstrap", kafka.bootstrap, "--group", group, "--model", str(model)]
+    return subprocess.run([sys.executable, "-m", "workers.cli", *command], capture_output=True, text=True, timeout=120)
+
+
+def library(model: Path, events: list[dict]) -> dict[tuple[str, float], list[float]]:
+    return {(f.stream, f.ts): f.point for f in forecaster.load(model, device="cpu").update(events)}
+
+
+def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_start(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """A corrupt checkpoint on the control topic is refused with a log line; a real one is warmed
+    on the history and takes over mid-stream: every event forecast once, by the old model before
+    the switch and by the new one after it, each equal to the library over every event from the
+    start. A worker started later serves the new model, whatever its ``--model``."""
+    new = tmp_path / "lstm"
+    forecaster.build("lstm", seed=1, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
+    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    events = price_events(12, 80, seed=81)
+    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    out = Reader(kafka, topics["output"])
+    try:
+        with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20") as w:
+            publish(kafka, topics["input"], parts[0])
+            wait_for(lambda: len(out.read()) >= 240, 60, "the first forecasts")
+            producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+            send_swap(producer, CONTROL, topics["group"], b"\x80\x04 not a checkpoint")
+            producer.flush()
+            producer.close()
+            wait_for(lambda: "refused" in w.log_path.read_text(), 30, "the corrupt checkpoint refused")
+            publish(kafka, topics["input"], parts[1])
+            done = swap(kafka, topics["group"], new)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("swap ") and new_version in done.stdout
+            publish(kafka, topics["input"], parts[2])  # while the new model warms up
+            wait_for(lambda: "serving lstm" in w.log_path.read_text(), 60, "the switch")
+            wait_for(lambda: len(out.read()) >= 720, 60, "720 forecasts")
+            assert w.sample("forecaster_model_swaps_total") == 1
+            assert w.sample("forecaster_warmup_records_total") >= 240
+            assert w.terminate() == 0
+        log = w.log_path.read_text()
+        assert "not a readable forecaster-checkpoint" in log and "Traceback" not in log
+        with Worker(kafka, model_dir, topics, tmp_path) as later:  # --model says gru: the group serves lstm
+            publish(kafka, topics["input"], parts[3])
+            wait_for(lambda: len(out.read()) >= len(events), 60, "every forecast")
+            assert f"serving lstm {new_version}, handed over by swap" in later.log_path.read_text()
+            assert later.terminate() == 0
+        got = out.read()
+        assert len(got) == len(events) == len({(g["stream"], g["ts"]) for g in got})  # none lost, none twice
+        by = {v: [g for g in got if g["model_version"] == v] for v in (old_version, new_version)}
+        assert len(by[old_version]) + len(by[new_version]) == len(events)
+        assert len(by[old_version]) >= 240 and len(by[new_version]) >= 240  # the switch came mid-stream
+        for version, model in ((old_version, model_dir), (new_version, new)):
+            want = library(model, events)  # every event from the start
+            for g in by[version]:
+                np.testing.assert_allclose(g["point"], want[g["stream"], g["ts"]], rtol=1e-5)
+        switched = {}
+        for g in sorted(got, key=lambda g: (g["source"]["partition"], g["source"]["offset"])):
+            p = g["source"]["partition"]
+            switched[p] = switched.get(p, False) or g["model_version"] == new_version
+            assert g["model_version"] == (new_version if switched[p] else old_version)  # one switch per partition
+    finally:
+        out.close()

@@ -1,0 +1,118 @@
+"""An input topic's history as training data (``forecaster train --from-topic``).
+
+Every partition is read from a start (its beginning, the first record at or after ``since``, or
+its newest ``max_records / partitions`` records) up to the end it had when reading began, so a
+topic that keeps growing still gives a bounded read. Records are decoded and validated as the
+worker does (key, JSON, schema, finite values, time order per stream); the rejected ones are
+counted by reason and left out, never trained on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+from kafka import KafkaConsumer, TopicPartition
+from tqdm.auto import tqdm
+
+from forecaster.validation import validate_each
+from workers import codec
+from workers.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class History:
+    """The valid observations (columns stream, ts, value), how many records were read, and the
+    rejected ones by reason."""
+
+    frame: pd.DataFrame
+    records: int
+    rejected: Counter[str]
+
+
+def read_history(
+    settings: KafkaSettings,
+    topic: str,
+    since: float | None = None,
+    max_records: int | None = None,
+    progress: bool = True,
+    stall_s: float = 30.0,
+) -> History:
+    """The history of ``topic`` (``since``: epoch seconds). ``ValueError`` if the topic does not
+    exist or holds nothing to read; ``TimeoutError`` if the broker sends nothing for ``stall_s``."""
+    if max_records is not None and max_records < 1:
+        raise ValueError(f"--max-records must be at least 1, got {max_records}")
+    consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise ValueError(f"topic {topic!r} does not exist at {settings.bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(numbers)]
+        end = consumer.end_offsets(tps)
+        start = consumer.beginning_offsets(tps)
+        if since is not None:
+            found = consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
+            start = {tp: end[tp] if found[tp] is None else found[tp].offset for tp in tps}
+        if max_records is not None:
+            share = math.ceil(max_records / len(tps))
+            start = {tp: max(start[tp], end[tp] - share) for tp in tps}
+        todo = {tp for tp in tps if start[tp] < end[tp]}
+        if not todo:
+            raise ValueError(f"topic {topic!r} has no records to train on" + (" since then" if since else ""))
+        consumer.assign(sorted(todo, key=lambda tp: tp.partition))
+        for tp in todo:
+            consumer.seek(tp, start[tp])
+        return _read(consumer, todo, end, sum(end[tp] - start[tp] for tp in todo), progress, stall_s)
+    finally:
+        consumer.close()
+
+
+def _read(
+    consumer: KafkaConsumer,
+    todo: set[TopicPartition],
+    end: dict[TopicPartition, int],
+    total: int,
+    progress: bool,
+    stall_s: float,
+) -> History:
+    last_ts: dict[str, float] = {}
+    parts: list[pd.DataFrame] = []
+    rejected: Counter[str] = Counter()
+    read = 0
+    bar = tqdm(total=total, unit="rec", desc="reading the topic", disable=not progress)
+    deadline = time.monotonic() + stall_s
+    while todo:
+        polled = consumer.poll(timeout_ms=200, max_records=50_000)
+        if not polled:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the broker sent nothing for {stall_s:.0f} s with {total - read} records left")
+            continue
+        deadline = time.monotonic() + stall_s
+        events = []
+        for tp, records in polled.items():
+            records = [r for r in records if r.offset < end[tp]]  # written after the read began
+            if not records or records[-1].offset >= end[tp] - 1:
+                todo.discard(tp)
+                consumer.pause(tp)
+            for r in records:
+                try:
+                    event = codec.decode(r.value)
+                    codec.check_key(r.key, event)
+                except codec.Rejected as e:
+                    rejected[e.reason] += 1
+                    event = None  # rejected again below, not counted twice
+                events.append(event)
+        batch, bad = validate_each(events, last_ts)
+        rejected.update(b.reason for b in bad if events[b.index] is not None)
+        last_ts.update(zip(batch.streams, batch.ts.tolist(), strict=True))
+        parts.append(pd.DataFrame({"stream": batch.streams, "ts": batch.ts, "value": batch.values}))
+        read += len(events)
+        bar.update(len(events))
+    bar.close()
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["stream", "ts", "value"])
+    if frame.empty:
+        raise ValueError(f"no valid observation among the {read} records read ({dict(rejected)})")
+    return History(frame, read, rejected)

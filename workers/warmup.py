@@ -1,0 +1,85 @@
+"""A new model's per-stream state, built beside the serving one before a swap.
+
+The candidate replays the owned partitions' retained input history from its beginning, as the
+silent replay of recovery does (same decoding and validation, no output), a bounded number of
+records per loop turn so that the serving model keeps serving. It chases the serving model's
+position: once it holds exactly the records the serving state holds, the worker switches between
+two batches, and from then on every forecast is what the new model would have given had it served
+from the start of the retained history.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+import forecaster
+from forecaster.models import ForecastModel
+from forecaster.validation import validate_each
+from workers import codec, undecodable
+from workers.settings import WorkerSettings
+
+
+class Warmup:
+    """The candidate (``fc``), its replay consumer (no group) and how far it has come."""
+
+    def __init__(
+        self, swap: str, model: ForecastModel, settings: WorkerSettings, partitions: set[TopicPartition]
+    ) -> None:
+        self.swap, self.model, self.settings = swap, model, settings
+        self.consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
+        self.started = time.monotonic()
+        self.records = 0
+        self.restart(partitions)
+
+    def restart(self, partitions: set[TopicPartition]) -> None:
+        """From scratch over these partitions (the worker's assignment changed)."""
+        s = self.settings
+        self.fc = forecaster.Forecaster(self.model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s)
+        self.partition_of: dict[str, int] = {}
+        self.consumer.assign(sorted(partitions, key=lambda tp: tp.partition))
+        self.position = self.consumer.beginning_offsets(list(partitions)) if partitions else {}
+        for tp, offset in self.position.items():
+            self.consumer.seek(tp, offset)
+
+    def step(self, upto: dict[TopicPartition, int], budget: int) -> bool:
+        """Replay at most ``budget`` records below ``upto`` (per partition, the next offset the
+        serving state does not hold); True once the candidate holds exactly those records."""
+        behind = [tp for tp, o in upto.items() if self.position.get(tp, o) < o]
+        if not behind:
+            return set(upto) <= set(self.position)
+        try:
+            polled = self.consumer.poll(timeout_ms=0, max_records=budget)
+        except Exception as e:
+            bad = undecodable.locate(e)
+            if bad is None:
+                raise
+            self.consumer.seek(bad.partition, bad.next_offset)  # the serving worker dead-lettered it
+            self.position[bad.partition] = bad.next_offset
+            return False
+        records, events = [], []
+        for tp, rs in polled.items():
+            mine = [r for r in rs if r.offset < upto.get(tp, -1)]
+            if len(mine) < len(rs):  # fetched past the serving position: those come again later
+                self.consumer.seek(tp, upto[tp])
+            if mine:
+                self.position[tp] = mine[-1].offset + 1
+            records += mine
+        for r in records:
+            try:
+                event = codec.decode(r.value)
+                codec.check_key(r.key, event)
+            except codec.Rejected:
+                event = None  # rejected by the validation below, as the serving worker rejected it
+            events.append(event)
+        batch, _ = validate_each(events, self.fc.engine.table.last_ts)
+        if batch.index:
+            self.fc.engine.advance_all(batch.streams, batch.ts.tolist(), batch.values.tolist())
+            for i, stream in zip(batch.index, batch.streams, strict=True):
+                self.partition_of[stream] = records[i].partition
+        self.records += len(records)
+        return all(self.position.get(tp, o) >= o for tp, o in upto.items())
+
+    def close(self) -> None:
+        self.consumer.close()
