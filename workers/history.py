@@ -1,15 +1,14 @@
 """An input topic's history as training data (``forecaster train --from-topic``).
 
 Every partition is read from a start (its beginning, the first record at or after ``since``, or
-its newest ``max_records / partitions`` records) up to the end it had when reading began, so a
-topic that keeps growing still gives a bounded read. Records are decoded and validated as the
+its newest records: ``max_records`` in all, shared in proportion to the partitions' sizes) up to
+the end it had when reading began, so a topic that keeps growing still gives a bounded read. Records are decoded and validated as the
 worker does (key, JSON, schema, finite values, time order per stream); the rejected ones are
 counted by reason and left out, never trained on.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -51,14 +50,13 @@ def read_history(
         if not numbers:
             raise ValueError(f"topic {topic!r} does not exist at {settings.bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(numbers)]
-        end = consumer.end_offsets(tps)
+        end = _ends(consumer, tps)
         start = consumer.beginning_offsets(tps)
         if since is not None:
             found = consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
             start = {tp: end[tp] if found[tp] is None else found[tp].offset for tp in tps}
         if max_records is not None:
-            share = math.ceil(max_records / len(tps))
-            start = {tp: max(start[tp], end[tp] - share) for tp in tps}
+            start = _newest(start, end, max_records)
         todo = {tp for tp in tps if start[tp] < end[tp]}
         if not todo:
             raise ValueError(f"topic {topic!r} has no records to train on" + (" since then" if since else ""))
@@ -68,6 +66,30 @@ def read_history(
         return _read(consumer, todo, end, sum(end[tp] - start[tp] for tp in todo), progress, stall_s)
     finally:
         consumer.close()
+
+
+def _newest(start: dict[TopicPartition, int], end: dict[TopicPartition, int], n: int) -> dict[TopicPartition, int]:
+    """Starts that leave ``n`` records in all, each partition's share in proportion to its size."""
+    sizes = {tp: end[tp] - start[tp] for tp in start}
+    total = sum(sizes.values())
+    if total <= n:
+        return start
+    share = {tp: n * size // total for tp, size in sizes.items()}
+    for tp in sorted(sizes, key=lambda tp: -sizes[tp])[: n - sum(share.values())]:  # the rounding's remainder
+        share[tp] += 1
+    return {tp: end[tp] - share[tp] for tp in start}
+
+
+def _ends(consumer: KafkaConsumer, tps: list[TopicPartition], timeout_s: float = 5.0) -> dict[TopicPartition, int]:
+    """Each partition's end offset now. Also from a fetch's high watermark: the embedded broker
+    answers offset requests with the start of the last record batch, short of the end."""
+    end = consumer.end_offsets(tps)
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100, max_records=1)  # the records come again: the read seeks back
+    return {tp: max(end[tp], consumer.highwater(tp) or 0) for tp in tps}
 
 
 def _read(
