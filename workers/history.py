@@ -2,9 +2,9 @@
 
 Every partition is read from a start (its beginning, the first record at or after ``since``, or
 its newest records: ``max_records`` in all, shared in proportion to the partitions' sizes) up to
-the end it had when reading began, so a topic that keeps growing still gives a bounded read. Records are decoded and validated as the
-worker does (key, JSON, schema, finite values, time order per stream); the rejected ones are
-counted by reason and left out, never trained on.
+the end it had when reading began, so a topic that keeps growing still gives a bounded read.
+Records are decoded and validated as the worker does (key, JSON, schema, finite values, time
+order per stream); the rejected ones are counted by reason and left out, never trained on.
 """
 
 from __future__ import annotations
