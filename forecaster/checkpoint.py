@@ -71,10 +71,10 @@ def load_checkpoint(name_or_path: str | Path) -> tuple[ForecastModel, dict[str, 
 def checkpoint_bytes(name_or_path: str | Path) -> bytes:
     """A checkpoint as one blob (no pickle), e.g. to send it in a Kafka record; checked first:
     ``CheckpointError`` for anything ``load_checkpoint`` would refuse."""
-    d = resolve(name_or_path)
-    model, meta = load_checkpoint(d)
+    model, meta = load_checkpoint(name_or_path)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return tensorfile.dumps(FORMAT, meta, weights)
+    # the version these weights hash to now (a directory's config.json may predate a config field)
+    return tensorfile.dumps(FORMAT, {**meta, "version": model_version(model)}, weights)
 
 
 def checkpoint_from_bytes(blob: bytes, where: str = "checkpoint record") -> tuple[ForecastModel, dict[str, Any]]:
@@ -83,7 +83,10 @@ def checkpoint_from_bytes(blob: bytes, where: str = "checkpoint record") -> tupl
         meta, weights = tensorfile.loads(blob, FORMAT)
     except ValueError as e:
         raise CheckpointError(f"{where}: {e}") from e
-    return _model(meta, weights, where)
+    model, meta = _model(meta, weights, where)
+    if meta.get("version") != model_version(model):
+        raise CheckpointError(f"{where}: the weights are not those of version {meta.get('version')} (altered or torn)")
+    return model, meta
 
 
 def _model(meta: Any, weights: bytes | dict[str, Any], where: str) -> tuple[ForecastModel, dict[str, Any]]:
@@ -100,6 +103,4 @@ def _model(meta: Any, weights: bytes | dict[str, Any], where: str) -> tuple[Fore
         model.load_state_dict(tensors)
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f"{where}: bad {WEIGHTS}: {str(e)[:300]}") from e
-    if "version" in meta and meta["version"] != model_version(model):
-        raise CheckpointError(f"{where}: the weights are not those of version {meta['version']} (altered or torn)")
     return model.eval(), meta

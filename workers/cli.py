@@ -234,13 +234,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_swap(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from forecaster.checkpoint import checkpoint_bytes, load_checkpoint
+    from forecaster.checkpoint import checkpoint_bytes, checkpoint_from_bytes
     from workers.control import send_swap
     from workers.settings import KafkaSettings
     from workers.topics import ensure_topics
 
-    blob = checkpoint_bytes(args.model)  # refused here if a worker would refuse it
-    model, meta = load_checkpoint(args.model)
+    blob = checkpoint_bytes(args.model)
+    model, meta = checkpoint_from_bytes(blob)  # what each worker will do: refused here if a worker would refuse it
     settings = _settings(KafkaSettings, args)
     ensure_topics(settings, {args.control_topic: 1})
     producer = KafkaProducer(**settings.options_for(KafkaProducer))

@@ -80,12 +80,16 @@ class StateLog:
         """After recovery: the pieces on the topic, the restored chain's tip (None: rebuilt from
         the beginning), which the next delta applies over, and the streams it restored."""
         self.order = max([self.order, *(s.order for s in stored)])
-        pieces = snapshots.chain(restored, stored) if restored is not None else None
+        pieces = (snapshots.chain(restored, stored) if restored is not None else None) or []
+        first_point = next((i for i, s in enumerate(pieces) if s.point), len(pieces))  # the base ends there
+        base, deltas = pieces[: first_point + 1], pieces[first_point + 1 :]
         self.chains[partition] = Chain(
             stored=list(stored),
             tip=restored,
             members=members,
-            base_bytes=sum(s.size for s in pieces or []),  # the deltas too: a new base comes a little later
+            base_bytes=sum(s.size for s in base),
+            delta_bytes=sum(s.size for s in deltas),
+            deltas=len(deltas),
         )
 
     def for_model(self, fc: forecaster.Forecaster) -> StateLog:

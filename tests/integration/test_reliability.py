@@ -311,8 +311,11 @@ def test_compaction_at_any_moment_of_a_crash_loop_leaves_a_usable_snapshot_and_f
         publish(kafka, topics["input"], events[bounds[n_kills] :])
         wait_for(lambda: unique(out.read()) == len(events), 120, "every forecast")
         assert_exact(out.messages, events, model_dir)
-        # bounded: old pieces were tombstoned; a chain's deltas add up to less than about a base
-        assert sizes and max(sizes) <= 4
+        # Bounded, however long the run: old pieces were tombstoned. What is left is the usable
+        # chain (a base, deltas adding up to about a base more) and the pieces after it: a new
+        # base and deltas awaiting their commit. Deltas of a few streams cost about half a base
+        # here (each piece has ~3 KB of framing), hence the margin.
+        assert sizes and max(sizes) <= 6
         assert w.terminate() == 0
         print(f"compaction crash loop: {len(events)} events, state bytes left per partition / its base's: {sizes}")
     finally:

@@ -70,17 +70,16 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's, about the foreign pickle below
 def test_a_checkpoint_as_one_blob_round_trips_and_a_tampered_one_is_refused(tmp_path: Path) -> None:
     from forecaster.checkpoint import checkpoint_bytes, checkpoint_from_bytes
+    from forecaster.state import tensorfile
 
     fc = forecaster.build("lstm", seed=4, device="cpu", d_model=16, horizon=4)
     fc.save(tmp_path / "ck")
     model, meta = checkpoint_from_bytes(checkpoint_bytes(tmp_path / "ck"))
     assert meta["version"] == fc.version and forecaster.Forecaster(model, "cpu").version == fc.version
-    other = forecaster.build("lstm", seed=5, device="cpu", d_model=16, horizon=4)
-    other.save(tmp_path / "other")
-    cfg = json.loads((tmp_path / "other" / "config.json").read_text())
-    cfg["version"] = fc.version  # another model's weights under this one's version
-    (tmp_path / "other" / "config.json").write_text(json.dumps(cfg))
+    meta, weights = tensorfile.loads(checkpoint_bytes(tmp_path / "ck"), "forecaster-checkpoint/1")
+    weights = {k: v + 1e-3 for k, v in weights.items()}  # other weights under this version
     with pytest.raises(CheckpointError, match="not those of version"):
-        checkpoint_bytes(tmp_path / "other")
+        checkpoint_from_bytes(tensorfile.dumps("forecaster-checkpoint/1", meta, weights))
+    assert checkpoint_from_bytes(checkpoint_bytes("lstm"))[1]["version"] == forecaster.load("lstm").version
     with pytest.raises(CheckpointError, match="not a readable"):
         checkpoint_from_bytes(pickle.dumps({"kind": "forecaster-checkpoint/1"}))

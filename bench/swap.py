@@ -1,0 +1,128 @@
+"""A model swap under load, on the embedded broker: the worker's throughput while the new model
+warms up against its normal throughput, and the serving loop's longest pause.
+
+    .venv/bin/python bench/swap.py [--streams 10000] [--history 20] [--burst 100000]
+        [--out bench/results/swap-cpu.json]
+
+A worker serving the bundled LSTM drains ``--streams`` streams' history of ``--history`` events
+each (its full speed). Then two bursts of ``--burst`` events from the same publisher: the first
+served normally, the second right after ``forecaster swap --model gru``, while the new model
+replays the history. Throughput is forecasts
+per second over each drain (from the forecasts' timestamps); the loop's pause is the longest gap
+between consecutive forecasts while it drains (a loop that stops producing shows as a gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from harness import FORECASTER, PARTITIONS, embedded_broker_and_logs, machine, publish_proc, read_all, serve, wait_for
+
+from workers import broker
+from workers.settings import KafkaSettings
+from workers.topics import ensure_topics
+
+
+def logged_at(log: Path, text: str) -> float:
+    """Epoch seconds of the first log line containing ``text``."""
+    line = next(line for line in log.read_text().splitlines() if text in line)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def drain(args: argparse.Namespace, source: str, worker: Any, done: int, seed_rate: float) -> int:
+    """Publish a burst and wait until the worker has handled it; returns the new total."""
+    pub = publish_proc(args.bootstrap, source, args.streams, seed_rate, args.burst / seed_rate)
+    pub.communicate(timeout=600)
+    total = done + args.burst
+    wait_for(lambda: worker.progress() >= total, 600, f"{total} events handled")
+    return total
+
+
+def window(stamps: np.ndarray, lo: float, hi: float) -> dict[str, float]:
+    inside = np.sort(stamps[(stamps >= lo) & (stamps <= hi)])
+    gaps = np.diff(inside) if inside.size > 1 else np.array([0.0])
+    return {
+        "forecasts": int(inside.size),
+        "seconds": round(float(inside[-1] - inside[0]), 2) if inside.size > 1 else 0.0,
+        "forecasts_per_s": round(float(inside.size / max(inside[-1] - inside[0], 1e-9))) if inside.size > 1 else 0,
+        "longest_gap_ms": round(1e3 * float(gaps.max()), 1),
+    }
+
+
+def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    source, rate = f"bench-swap-{tag}", args.publish_rate
+    ensure_topics(KafkaSettings(bootstrap=args.bootstrap), {source: PARTITIONS})
+    history = args.streams * args.history
+    pub = publish_proc(args.bootstrap, source, args.streams, rate, history / rate)
+    pub.communicate(timeout=900)  # all there before the worker starts: it drains at full speed
+    worker = serve(args.bootstrap, "lstm", "cpu", source, tag, log_dir)
+    wait_for(worker.ready, 120, "the worker to join")
+    wait_for(lambda: worker.progress() >= history, 900, "the history handled")
+    t0 = time.time()
+    total = drain(args, source, worker, history, rate)
+    t1 = time.time()
+    swap = subprocess.run(
+        [*FORECASTER, "swap", "--bootstrap", args.bootstrap, "--group", f"bench-{tag}", "--model", "gru"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    total = drain(args, source, worker, total, rate)
+    wait_for(lambda: "serving gru" in worker.log.read_text(), 600, "the switch")
+    warm_from, warm_to = logged_at(worker.log, "warming up"), logged_at(worker.log, "serving gru")
+    warmed = worker.sample("forecaster_warmup_records_total")
+    worker.stop()
+    stamps = np.array([r.timestamp / 1000 for r in read_all(args.bootstrap, worker.output, total)])
+    capacity = window(stamps, 0, t0)
+    normal, warming = window(stamps, t0, t1), window(stamps, warm_from, warm_to)
+    around = window(stamps, warm_from - 1, warm_to + 1)
+    print(f"normal {normal}, while warming {warming}", flush=True)
+    return {
+        "streams": args.streams,
+        "history_events": history,
+        "burst_events": args.burst,
+        "swap": swap.stdout.strip(),
+        "warmup": {"records": int(warmed), "seconds": round(warm_to - warm_from, 2)},
+        "draining_the_history": capacity,
+        "normal": normal,
+        "while_warming": warming,
+        "throughput_while_warming_over_normal": round(warming["forecasts_per_s"] / normal["forecasts_per_s"], 3),
+        "longest_gap_around_the_switch_ms": around["longest_gap_ms"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap", help="an existing broker; default: start the embedded one")
+    p.add_argument("--streams", type=int, default=10_000)
+    p.add_argument("--history", type=int, default=20, help="events per stream before the swap")
+    p.add_argument("--burst", type=int, default=100_000)
+    p.add_argument(
+        "--publish-rate", type=float, default=40_000, help="events/s of the publisher (faster than the worker)"
+    )
+    p.add_argument("--out", default="bench/results/swap-cpu.json")
+    args = p.parse_args()
+    own, log_dir = embedded_broker_and_logs(args, "swap")
+    try:
+        result = {
+            "machine": machine(),
+            "broker": "embedded Tansu" if own else args.bootstrap,
+            "swap": run(args, log_dir),
+        }
+    finally:
+        if own:
+            broker.stop(own.port)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out} (worker logs in {log_dir})")
+
+
+if __name__ == "__main__":
+    main()
