@@ -5,11 +5,11 @@ warms up against its normal throughput, and the serving loop's longest pause.
         [--out bench/results/swap-cpu.json]
 
 A worker serving the bundled LSTM drains ``--streams`` streams' history of ``--history`` events
-each (its full speed). Then two bursts of ``--burst`` events from the same publisher: the first
-served normally, the second right after ``forecaster swap --model gru``, while the new model
-replays the history. Throughput is forecasts
-per second over each drain (from the forecasts' timestamps); the loop's pause is the longest gap
-between consecutive forecasts while it drains (a loop that stops producing shows as a gap).
+each (its full speed, "draining_the_history"). Then a burst of ``--burst`` events served
+normally; then ``forecaster swap --model gru`` and a steady input (``--steady-rate`` for
+``--steady-seconds``) while the new model replays the history and takes over. Throughput is
+forecasts per second (from the forecasts' timestamps); the loop's longest pause is the longest gap
+between consecutive forecasts under the steady input (a loop that stops producing shows as a gap).
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def logged_at(log: Path, text: str) -> float:
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def drain(args: argparse.Namespace, source: str, worker: Any, done: int, seed_rate: float) -> int:
-    """Publish a burst and wait until the worker has handled it; returns the new total."""
-    pub = publish_proc(args.bootstrap, source, args.streams, seed_rate, args.burst / seed_rate)
+def drain(args: argparse.Namespace, source: str, worker: Any, done: int, events: int, rate: float) -> int:
+    """Publish ``events`` at ``rate`` and wait until the worker has handled them; returns the new total."""
+    pub = publish_proc(args.bootstrap, source, args.streams, rate, events / rate)
     pub.communicate(timeout=600)
-    total = done + args.burst
+    total = done + events
     wait_for(lambda: worker.progress() >= total, 600, f"{total} events handled")
     return total
 
@@ -57,6 +57,12 @@ def window(stamps: np.ndarray, lo: float, hi: float) -> dict[str, float]:
     }
 
 
+def gaps_at(stamps: np.ndarray, over: float, origin: float) -> list[list[float]]:
+    """[start relative to ``origin``, length] of each gap between consecutive forecasts over ``over`` s."""
+    gaps = np.diff(stamps)
+    return [[round(float(stamps[i] - origin), 2), round(float(gaps[i]), 3)] for i in np.flatnonzero(gaps > over)]
+
+
 def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     source, rate = f"bench-swap-{tag}", args.publish_rate
@@ -68,21 +74,23 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     wait_for(worker.ready, 120, "the worker to join")
     wait_for(lambda: worker.progress() >= history, 900, "the history handled")
     t0 = time.time()
-    total = drain(args, source, worker, history, rate)
+    total = drain(args, source, worker, history, args.burst, rate)
     t1 = time.time()
     swap = subprocess.run(
         [*FORECASTER, "swap", "--bootstrap", args.bootstrap, "--group", f"bench-{tag}", "--model", "gru"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    total = drain(args, source, worker, total, rate)
+    steady = int(args.steady_rate * args.steady_seconds)
+    total = drain(args, source, worker, total, steady, args.steady_rate)  # the warm-up and the switch under it
     wait_for(lambda: "serving gru" in worker.log.read_text(), 600, "the switch")
     warm_from, warm_to = logged_at(worker.log, "warming up"), logged_at(worker.log, "serving gru")
     warmed = worker.sample("forecaster_warmup_records_total")
     worker.stop()
     stamps = np.array([r.timestamp / 1000 for r in read_all(args.bootstrap, worker.output, total)])
+    stamps.sort()
     capacity = window(stamps, 0, t0)
     normal, warming = window(stamps, t0, t1), window(stamps, warm_from, warm_to)
-    around = window(stamps, warm_from - 1, warm_to + 1)
+    under_steady = window(stamps[-steady:], 0, np.inf)  # gaps here are the loop's pauses: input never stopped
     print(f"normal {normal}, while warming {warming}", flush=True)
     return {
         "streams": args.streams,
@@ -93,8 +101,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "draining_the_history": capacity,
         "normal": normal,
         "while_warming": warming,
-        "throughput_while_warming_over_normal": round(warming["forecasts_per_s"] / normal["forecasts_per_s"], 3),
-        "longest_gap_around_the_switch_ms": around["longest_gap_ms"],
+        "steady_input": {"events_per_s": args.steady_rate, "seconds": args.steady_seconds, **under_steady},
+        "switch_under_steady_input": bool(warm_to < stamps[-1]),
+        "gaps_over_100ms_s_from_the_switch": gaps_at(stamps[-steady:], 0.1, warm_to),
     }
 
 
@@ -104,9 +113,9 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=10_000)
     p.add_argument("--history", type=int, default=20, help="events per stream before the swap")
     p.add_argument("--burst", type=int, default=100_000)
-    p.add_argument(
-        "--publish-rate", type=float, default=40_000, help="events/s of the publisher (faster than the worker)"
-    )
+    p.add_argument("--publish-rate", type=float, default=40_000, help="events/s of the history and the burst")
+    p.add_argument("--steady-rate", type=float, default=10_000, help="events/s during the warm-up and the switch")
+    p.add_argument("--steady-seconds", type=float, default=40)
     p.add_argument("--out", default="bench/results/swap-cpu.json")
     args = p.parse_args()
     own, log_dir = embedded_broker_and_logs(args, "swap")

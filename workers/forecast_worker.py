@@ -71,6 +71,11 @@ RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 5_000}
 # records, not batches: at low rates a batch holds a few records, and a cap of 4 batches made a
 # window of a few ms, so the loop stalled on the broker's round trip.
 MAX_UNACKED = 40_000
+# A warm-up's replay per turn, in seconds: WARMUP_SHARE of the time the turn spent serving (so
+# serving keeps 1 / 1.4 = 71% of its throughput), or WARMUP_IDLE_S in a turn that served nothing
+# (a record arriving meanwhile waits no longer; whole --max-batch replays made 150 ms gaps).
+WARMUP_SHARE = 0.4
+WARMUP_IDLE_S = 0.03
 
 
 @dataclass
@@ -196,6 +201,7 @@ class ForecastWorker:
 
     def step(self) -> int:
         """One poll -> forecasts turn; returns how many records it handled."""
+        started = time.perf_counter()
         if self.recovering:
             self.recover()
         try:
@@ -213,7 +219,7 @@ class ForecastWorker:
         self._write_state(self.consumer.assignment())
         self._housekeeping(polled)
         handled = sum(len(rs) for rs in polled.values())
-        self._follow_control(handled)
+        self._follow_control(WARMUP_SHARE * (time.perf_counter() - started) if handled else WARMUP_IDLE_S)
         return handled
 
     def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
@@ -443,11 +449,10 @@ class ForecastWorker:
             self._serve(self._forecaster(model), {})
             log.info("serving %s %s, handed over by swap %s", self.fc.name, self.fc.version, swap.id)
 
-    def _follow_control(self, served: int) -> None:
-        """New swaps start a warm-up (replacing one in progress); a warm-up replays a bounded
-        batch per turn and, once it holds what the serving state holds, takes over. While the
-        loop serves (``served`` records this turn) the replay takes half as many, so serving keeps
-        most of the time; when it is idle, a whole ``max_batch``."""
+    def _follow_control(self, seconds: float) -> None:
+        """New swaps start a warm-up (replacing one in progress); a warm-up replays about
+        ``seconds`` worth of records per turn and, once it holds what the serving state holds,
+        takes over."""
         assert self.control is not None
         for swap in self.control.poll():
             model = self._checked(swap)
@@ -464,7 +469,7 @@ class ForecastWorker:
             w.restart(owned)
         upto = {tp: self.processed[tp] if tp in self.processed else self.consumer.position(tp) for tp in owned}
         before = w.records
-        done = w.step(upto, max(1, served // 2) if served else self.settings.max_batch)
+        done = w.step(upto, min(self.settings.max_batch, max(1, int(seconds / w.cost))))
         self.metrics.warmup_records.inc(w.records - before)
         self.metrics.warmup_seconds.set(time.monotonic() - w.started)
         if done:
