@@ -52,6 +52,7 @@ class Metrics:
     state_bytes: Counter
     state_write: Histogram
     swaps: Counter
+    model_info: Gauge
     warmup_records: Counter
     warmup_seconds: Gauge
 
@@ -60,7 +61,7 @@ class Metrics:
         def kw(name: str, doc: str) -> dict:
             return {"name": name, "documentation": doc, "registry": registry}
 
-        return cls(
+        metrics = cls(
             events=Counter(**kw("forecaster_events_total", "Input records consumed")),
             invalid_events=Counter(
                 **kw("forecaster_invalid_events_total", "Records sent to the dead-letter topic"), labelnames=("reason",)
@@ -94,12 +95,16 @@ class Metrics:
                 **kw("forecaster_state_write_seconds", "Loop time spent writing state, per turn that wrote some"),
                 buckets=LATENCY,
             ),
-            swaps=Counter(
-                **kw("forecaster_model_swaps_total", "Switches to a model handed over by forecaster swap"),
-                labelnames=("model_version",),
+            swaps=Counter(**kw("forecaster_model_swaps_total", "Switches to a model handed over by forecaster swap")),
+            model_info=Gauge(
+                **kw("forecaster_model_info", "1 for the model this worker serves"),
+                labelnames=("model", "model_version"),
             ),
             warmup_records=Counter(
                 **kw("forecaster_warmup_records_total", "Input records replayed into a new model before a swap")
             ),
             warmup_seconds=Gauge(**kw("forecaster_warmup_seconds", "Seconds the current or last warm-up has taken")),
         )
+        for kind in ("base", "delta"):  # exported from the start, at 0: dashboards and alerts see a series
+            metrics.state_bytes.labels(kind)
+        return metrics

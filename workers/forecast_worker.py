@@ -135,6 +135,7 @@ class ForecastWorker:
             settings.model, settings.device, max_streams=settings.max_streams, idle_timeout=settings.idle_timeout_s
         )
         self.metrics = Metrics.create(registry or CollectorRegistry())
+        self.metrics.model_info.labels(self.fc.name, self.fc.version).set(1)
         self.accuracy = LiveAccuracy(self.metrics)
         self.keys = [str(q) for q in self.fc.config.quantiles]
         self.consumer = KafkaConsumer(
@@ -478,7 +479,7 @@ class ForecastWorker:
             self._serve(w.fc, {s: p for s, p in w.partition_of.items() if s in table})
             self.warmup = None
             w.close()
-            self.metrics.swaps.labels(self.fc.version).inc()
+            self.metrics.swaps.inc()
             log.info(
                 "swap %s: serving %s %s (was %s) after replaying %d records in %.1f s",
                 w.swap, self.fc.name, self.fc.version, was, w.records, time.monotonic() - w.started,
@@ -499,6 +500,8 @@ class ForecastWorker:
 
     def _serve(self, fc: forecaster.Forecaster, partition_of: dict[str, int]) -> None:
         """From the next batch on, ``fc`` serves (with its state of these streams)."""
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(fc.name, fc.version).set(1)
         self.fc = fc
         self.partition_of = partition_of
         self.keys = [str(q) for q in fc.config.quantiles]

@@ -88,3 +88,40 @@ def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_sta
             assert g["model_version"] == (new_version if switched[p] else old_version)  # one switch per partition
     finally:
         out.close()
+
+
+def test_a_sigkill_during_a_warm_up_comes_back_serving_the_new_model_exactly(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """Killed while the new model warms up (or just after it took over), the worker comes back
+    serving the new model: the old model's snapshots do not fit it, so its partitions replay from
+    their beginning, and its forecasts equal a from-the-start run of the new model."""
+    new = tmp_path / "lstm"
+    forecaster.build("lstm", seed=2, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
+    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    events = price_events(12, 60, seed=82)
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    out = Reader(kafka, topics["output"])
+    try:
+        w = Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20", "--snapshot-interval-s", "0.2")
+        publish(kafka, topics["input"], events[:480])
+        wait_for(lambda: len(out.read()) >= 480, 60, "the first forecasts")
+        done = swap(kafka, topics["group"], new)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: "warming up" in w.log_path.read_text(), 30, "the warm-up")
+        w.kill()
+        with Worker(kafka, model_dir, topics, tmp_path) as later:
+            publish(kafka, topics["input"], events[480:])
+            wait_for(lambda: len({(g["stream"], g["ts"]) for g in out.read()}) == len(events), 90, "every forecast")
+            log = later.log_path.read_text()
+            assert f"serving lstm {new_version}, handed over by swap" in log
+            assert later.terminate() == 0
+        got = out.read()
+        for version, model in ((old_version, model_dir), (new_version, new)):
+            want = library(model, events)
+            for g in (g for g in got if g["model_version"] == version):
+                np.testing.assert_allclose(g["point"], want[g["stream"], g["ts"]], rtol=1e-5)
+        assert {g["model_version"] for g in got if g["ts"] >= events[480]["ts"]} == {new_version}
+    finally:
+        out.close()
+        w.kill()
