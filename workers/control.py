@@ -56,9 +56,12 @@ class ControlReader:
     ``poll`` what arrived since (without waiting). Records of other groups are skipped; malformed
     ones with a warning."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, group: str) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, group: str, options: dict[str, Any] | None = None) -> None:
+        """``options``: ``KafkaConsumer`` defaults that the settings' own options override (the
+        worker's reconnect backoff, say)."""
         self.group, self.topic = group, topic
-        self.consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
+        config = {"enable_auto_commit": False, **(options or {}), **settings.options_for(KafkaConsumer)}
+        self.consumer = KafkaConsumer(**config)
         numbers = self.consumer.partitions_for_topic(topic) or {0}
         self.tps = [TopicPartition(topic, p) for p in sorted(numbers)]
         self.consumer.assign(self.tps)

@@ -440,7 +440,7 @@ class ForecastWorker:
     def _start_control(self) -> None:
         """Follow the control topic; serve the group's newest model handed over by ``forecaster
         swap``, if any (a worker that restarts after a swap serves what its group serves)."""
-        self.control = ControlReader(self.settings, self.settings.control_topic, self.settings.group)
+        self.control = ControlReader(self.settings, self.settings.control_topic, self.settings.group, RECONNECT)
         newest = None
         for swap in self.control.catch_up():
             model = self._checked(swap)
@@ -460,7 +460,7 @@ class ForecastWorker:
             if model is not None:
                 if self.warmup is not None:
                     self.warmup.close()
-                self.warmup = Warmup(swap.id, model, self.settings, set(self.consumer.assignment()))
+                self.warmup = Warmup(swap.id, model, self.settings, set(self.consumer.assignment()), RECONNECT)
                 log.info("swap %s: warming up a new model while %s %s serves", swap.id, self.fc.name, self.fc.version)
         w = self.warmup
         if w is None or self.recovering:

@@ -25,10 +25,17 @@ class Warmup:
     """The candidate (``fc``), its replay consumer (no group) and how far it has come."""
 
     def __init__(
-        self, swap: str, model: ForecastModel, settings: WorkerSettings, partitions: set[TopicPartition]
+        self,
+        swap: str,
+        model: ForecastModel,
+        settings: WorkerSettings,
+        partitions: set[TopicPartition],
+        reconnect: dict[str, int] | None = None,
     ) -> None:
         self.swap, self.model, self.settings = swap, model, settings
-        self.consumer = KafkaConsumer(**{"enable_auto_commit": False, **settings.options_for(KafkaConsumer)})
+        self.consumer = KafkaConsumer(
+            **{"enable_auto_commit": False, **(reconnect or {}), **settings.options_for(KafkaConsumer)}
+        )
         self.started = time.monotonic()
         self.records = 0
         self.cost = 10e-6  # seconds per replayed record, measured as it goes (a first guess for a CPU)

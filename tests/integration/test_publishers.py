@@ -133,6 +133,8 @@ def test_unkeyed_records_tombstones_and_records_without_a_timestamp_are_handled(
     for e in unstamped:
         e["stream"] = "unstamped"
     with Worker(kafka, model_dir, topics, tmp_path) as w:
+        # the latencies below are the worker's, not the group join's (which can take 10 s here)
+        wait_for(lambda: "Updated partition assignment: [T" in w.log_path.read_text(), 60, "the worker assigned")
         # unkeyed records, pinned to one partition by the publisher; a tombstone (no value), keyed
         rd_publish(kafka, topics["input"], [as_record(e, key=None, partition=0) for e in unkeyed])
         rd_publish(kafka, topics["input"], [{"key": b"S0", "value": None}])

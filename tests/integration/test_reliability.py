@@ -82,9 +82,9 @@ def test_broker_outage_is_logged_and_counted_and_the_worker_resumes_without_rest
         attempts = w.log_path.read_text().count("Connection failed")
         link.restore()
         outage_s = time.monotonic() - cut_at
-        # Retried with backoff: three connections (producer, fetch, group coordinator) at a fixed
-        # 50 ms would make ~60 attempts a second.
-        assert 3 <= attempts < 3 * outage_s
+        # Retried with backoff: four connections (producer, fetch, group coordinator, the control
+        # topic's reader) at a fixed 50 ms would make ~80 attempts a second.
+        assert 3 <= attempts < 4 * outage_s
         wait_for(lambda: w.sample("forecaster_broker_connected") == 1, 60, "the worker to reconnect")
         publish(kafka, topics["input"], second)
         got = consume(kafka, topics["output"], seconds=90, until=lambda out: unique(out) == len(events))
