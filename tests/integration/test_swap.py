@@ -38,12 +38,13 @@ def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_sta
     """A corrupt checkpoint on the control topic is refused with a log line; a real one is warmed
     on the history and takes over mid-stream: every event forecast once, by the old model before
     the switch and by the new one after it, each equal to the library over every event from the
-    start. A worker started later serves the new model, whatever its ``--model``."""
+    start. A worker started later serves the new model, whatever its ``--model``; a swap back to
+    the old model (a rollback) serves it as if it had never stopped."""
     new = tmp_path / "lstm"
     forecaster.build("lstm", seed=1, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
     old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
-    events = price_events(12, 80, seed=81)
-    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
+    events = price_events(12, 100, seed=81)
+    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 5 parts
     ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
     out = Reader(kafka, topics["output"])
     try:
@@ -69,23 +70,29 @@ def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_sta
         assert "not a readable forecaster-checkpoint" in log and "Traceback" not in log
         with Worker(kafka, model_dir, topics, tmp_path) as later:  # --model says gru: the group serves lstm
             publish(kafka, topics["input"], parts[3])
-            wait_for(lambda: len(out.read()) >= len(events), 60, "every forecast")
+            wait_for(lambda: len(out.read()) >= 960, 60, "960 forecasts")
             assert f"serving lstm {new_version}, handed over by swap" in later.log_path.read_text()
+            assert swap(kafka, topics["group"], model_dir).returncode == 0  # the rollback
+            wait_for(lambda: "serving gru" in later.log_path.read_text(), 60, "the rollback")
+            publish(kafka, topics["input"], parts[4])
+            wait_for(lambda: len(out.read()) >= len(events), 60, "every forecast")
             assert later.terminate() == 0
         got = out.read()
         assert len(got) == len(events) == len({(g["stream"], g["ts"]) for g in got})  # none lost, none twice
         by = {v: [g for g in got if g["model_version"] == v] for v in (old_version, new_version)}
         assert len(by[old_version]) + len(by[new_version]) == len(events)
-        assert len(by[old_version]) >= 240 and len(by[new_version]) >= 240  # the switch came mid-stream
+        assert len(by[old_version]) >= 480 and len(by[new_version]) >= 240  # the switches came mid-stream
+        assert {g["model_version"] for g in got if g["ts"] >= parts[4][0]["ts"]} == {old_version}
         for version, model in ((old_version, model_dir), (new_version, new)):
             want = library(model, events)  # every event from the start
             for g in by[version]:
                 np.testing.assert_allclose(g["point"], want[g["stream"], g["ts"]], rtol=1e-5)
-        switched = {}
+        runs: dict[int, list[str]] = {}  # per partition, the models in offset order, repeats merged
         for g in sorted(got, key=lambda g: (g["source"]["partition"], g["source"]["offset"])):
-            p = g["source"]["partition"]
-            switched[p] = switched.get(p, False) or g["model_version"] == new_version
-            assert g["model_version"] == (new_version if switched[p] else old_version)  # one switch per partition
+            seen = runs.setdefault(g["source"]["partition"], [])
+            if not seen or seen[-1] != g["model_version"]:
+                seen.append(g["model_version"])
+        assert all(r == [old_version, new_version, old_version] for r in runs.values()), runs  # one switch each way
     finally:
         out.close()
 
