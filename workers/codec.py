@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,21 @@ def decode(value: bytes | None) -> Any:
             return json.loads(value)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             raise Undecodable(str(e)) from None
+
+
+def events_of(records: Sequence[Any]) -> tuple[list[Any], list[tuple[int, Rejected]]]:
+    """Each Kafka record's event, decoded and its key checked: None where that failed (a
+    placeholder the validator rejects again), and those failures by record index."""
+    events, failed = [], []
+    for i, r in enumerate(records):
+        try:
+            event = decode(r.value)
+            check_key(r.key, event)
+        except Rejected as e:
+            event = None
+            failed.append((i, e))
+        events.append(event)
+    return events, failed
 
 
 def source(topic: str, partition: int, offset: int) -> dict[str, Any]:

@@ -232,16 +232,10 @@ class ForecastWorker:
             silent = self.silent_until.get(tp, -1)  # a recovering partition's already-forecast records
             live += [r.offset >= silent for r in rs] if silent >= 0 else [True] * len(rs)
         m.events.inc(len(records))
-        decoded, routed = [], set()  # routed: records already sent to the dead-letter topic
-        for i, r in enumerate(records):
-            try:
-                event = codec.decode(r.value)
-                codec.check_key(r.key, event)
-            except codec.Rejected as e:
-                event = None  # a placeholder the validator rejects; its reason is already given
-                routed.add(i)
-                self._dead(r, e.reason, str(e))
-            decoded.append(event)
+        decoded, failed = codec.events_of(records)
+        for i, e in failed:
+            self._dead(records[i], e.reason, str(e))
+        routed = {i for i, _ in failed}  # records already sent to the dead-letter topic
         valid, rejected = validate_each(decoded, engine.table.last_ts)
         for rej in rejected:
             if rej.index not in routed:

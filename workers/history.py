@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
@@ -113,20 +114,15 @@ def _read(
                 raise TimeoutError(f"the broker sent nothing for {stall_s:.0f} s with {total - read} records left")
             continue
         deadline = time.monotonic() + stall_s
-        events = []
-        for tp, records in polled.items():
-            records = [r for r in records if r.offset < end[tp]]  # written after the read began
-            if not records or records[-1].offset >= end[tp] - 1:
+        records: list[Any] = []
+        for tp, part in polled.items():
+            mine = [r for r in part if r.offset < end[tp]]  # not those written after the read began
+            if not mine or mine[-1].offset >= end[tp] - 1:
                 todo.discard(tp)
                 consumer.pause(tp)
-            for r in records:
-                try:
-                    event = codec.decode(r.value)
-                    codec.check_key(r.key, event)
-                except codec.Rejected as e:
-                    rejected[e.reason] += 1
-                    event = None  # rejected again below, not counted twice
-                events.append(event)
+            records += mine
+        events, failed = codec.events_of(records)
+        rejected.update(e.reason for _, e in failed)  # rejected again below as placeholders: not counted twice
         batch, bad = validate_each(events, last_ts)
         rejected.update(b.reason for b in bad if events[b.index] is not None)
         last_ts.update(zip(batch.streams, batch.ts.tolist(), strict=True))

@@ -67,7 +67,7 @@ class Warmup:
             self.consumer.seek(bad.partition, bad.next_offset)  # the serving worker dead-lettered it
             self.position[bad.partition] = bad.next_offset
             return False
-        records, events = [], []
+        records = []
         for tp, rs in polled.items():
             mine = [r for r in rs if r.offset < upto.get(tp, -1)]
             if len(mine) < len(rs):  # fetched past the serving position: those come again later
@@ -75,13 +75,7 @@ class Warmup:
             if mine:
                 self.position[tp] = mine[-1].offset + 1
             records += mine
-        for r in records:
-            try:
-                event = codec.decode(r.value)
-                codec.check_key(r.key, event)
-            except codec.Rejected:
-                event = None  # rejected by the validation below, as the serving worker rejected it
-            events.append(event)
+        events, _ = codec.events_of(records)  # what failed, the serving worker dead-lettered
         batch, _ = validate_each(events, self.fc.engine.table.last_ts)
         if batch.index:
             self.fc.engine.advance_all(batch.streams, batch.ts.tolist(), batch.values.tolist())
