@@ -80,10 +80,12 @@ class Metrics:
             ),
             realized_error=BatchHistogram(
                 **kw("forecaster_realized_error", "|one-step error| / the stream's mean |one-step change|"),
+                labelnames=("model",),  # the model version: serving and shadow side by side
                 buckets=ERROR,
             ),
             interval_coverage=Gauge(
-                **kw("forecaster_interval_coverage_ratio", "Share of realized values inside the forecast 0.1-0.9 band")
+                **kw("forecaster_interval_coverage_ratio", "Share of realized values inside the forecast 0.1-0.9 band"),
+                labelnames=("model",),
             ),
             broker_connected=Gauge(**kw("forecaster_broker_connected", "1 while the worker holds a broker connection")),
             broker_outages=Counter(**kw("forecaster_broker_outages_total", "Times every broker connection was lost")),
@@ -97,8 +99,8 @@ class Metrics:
             ),
             swaps=Counter(**kw("forecaster_model_swaps_total", "Switches to a model handed over by forecaster swap")),
             model_info=Gauge(
-                **kw("forecaster_model_info", "1 for the model this worker serves"),
-                labelnames=("model", "model_version"),
+                **kw("forecaster_model_info", "1 for each model this worker steps (role: serving or shadow)"),
+                labelnames=("model", "model_version", "role"),
             ),
             warmup_records=Counter(
                 **kw("forecaster_warmup_records_total", "Input records replayed into a new model before a swap")

@@ -245,13 +245,14 @@ def cmd_swap(args: argparse.Namespace) -> int:
     ensure_topics(settings, {args.control_topic: 1})
     producer = KafkaProducer(**settings.options_for(KafkaProducer))
     try:
-        swap = send_swap(producer, args.control_topic, args.group, blob)
+        swap = send_swap(producer, args.control_topic, args.group, blob, "shadow" if args.shadow else "serve")
         producer.flush()
     finally:
         producer.close()
+    then = "steps it beside the serving model, scored, unpublished" if args.shadow else "serves it"
     print(
         f"swap {swap}: {model.config.family} {meta.get('version')} ({len(blob) / 1e6:.2f} MB) handed to group "
-        f"{args.group!r} on {args.control_topic}; each worker warms it up, then serves it"
+        f"{args.group!r} on {args.control_topic}; each worker warms it up, then {then}"
     )
     return 0
 
@@ -395,6 +396,12 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default localhost:9092)")
     sw.add_argument("--group", default="forecaster", help="the workers' consumer group")
     sw.add_argument("--control-topic", default="forecaster.control")
+    sw.add_argument(
+        "--shadow",
+        action="store_true",
+        help="score the model beside the serving one without publishing it; a swap of it without --shadow "
+        "promotes it at once (its state is warm)",
+    )
     _add_kafka(sw)
     sw.set_defaults(run=cmd_swap)
 

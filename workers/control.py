@@ -2,9 +2,10 @@
 
 A swap is one checkpoint (``checkpoint_bytes``: config and weights, no pickle) in chunks keyed
 ``<group>:<swap id>:<part>``, with headers naming the swap, the part, the part count and the mode
-(``serve``). The checkpoint travels in the records, so workers need no shared disk. Workers read
-the topic from its beginning: the group's newest whole ``serve`` swap is the model a (re)started
-worker serves, and later ones arrive while it runs.
+(``serve``, or ``shadow``: scored beside the serving model, not published). The checkpoint travels
+in the records, so workers need no shared disk. Workers read the topic from its beginning: the
+group's newest whole ``serve`` swap is the model a (re)started worker serves, a ``shadow`` swap
+after it the model it shadows, and later ones arrive while it runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from workers.settings import KafkaSettings
 
 log = logging.getLogger("forecaster.worker")
-MODES = ("serve",)
+MODES = ("serve", "shadow")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +38,18 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 import forecaster
-from forecaster.checkpoint import checkpoint_from_bytes
+from forecaster.checkpoint import checkpoint_from_bytes, model_version
 from forecaster.errors import CheckpointError
 from forecaster.metrics import Metrics
 from forecaster.models import ForecastModel
 from forecaster.validation import Batch, validate_each
 from workers import codec, snapshots, undecodable
-from workers.control import ControlReader, Swap
+from workers.accuracy import LiveAccuracy
+from workers.control import ControlReader, Swap, send_swap
 from workers.health import BrokerHealth, Probe, consumer_connections
 from workers.sender import Sender
 from workers.settings import WorkerSettings
+from workers.shadow import Shadow
 from workers.statelog import StateLog
 from workers.warmup import Warmup
 
@@ -89,40 +90,6 @@ class _Pending:
     records: int
 
 
-class LiveAccuracy:
-    """Scores each stream's one-step forecast when its next value arrives (in event order, also
-    within a batch): the error in units of the stream's mean |one-step change|, and whether the
-    value fell inside the outer quantile band."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.pending: dict[str, tuple[float, float, float]] = {}  # stream -> point, lo, hi one step ahead
-        self.inside = self.scored = 0
-
-    def observe(
-        self, streams: list[str], values: list[float], rows: np.ndarray, scales: list[float], live: list[bool]
-    ) -> None:
-        """``rows``: the engine's (N, 1 + Q, H) forecasts. ``live`` False: a replayed record,
-        scored when first seen; it only moves the forecast on."""
-        ahead = zip(rows[:, 0, 0].tolist(), rows[:, 1, 0].tolist(), rows[:, -1, 0].tolist(), strict=True)
-        errors = []
-        for stream, value, nxt, scale, fresh in zip(streams, values, ahead, scales, live, strict=True):
-            prev = self.pending.get(stream)
-            if prev is not None and fresh:
-                point, lo, hi = prev
-                if scale > 0:
-                    errors.append(abs(value - point) / scale)
-                self.scored += 1
-                self.inside += lo <= value <= hi
-            self.pending[stream] = nxt
-        self.metrics.realized_error.observe_many(np.array(errors))
-        if self.scored:
-            self.metrics.interval_coverage.set(self.inside / self.scored)
-
-    def forget_all_but(self, resident: Container[str]) -> None:
-        self.pending = {s: v for s, v in self.pending.items() if s in resident}
-
-
 class ForecastWorker:
     def __init__(
         self,
@@ -135,9 +102,8 @@ class ForecastWorker:
             settings.model, settings.device, max_streams=settings.max_streams, idle_timeout=settings.idle_timeout_s
         )
         self.metrics = Metrics.create(registry or CollectorRegistry())
-        self.metrics.model_info.labels(self.fc.name, self.fc.version).set(1)
-        self.accuracy = LiveAccuracy(self.metrics)
-        self.keys = [str(q) for q in self.fc.config.quantiles]
+        self.metrics.model_info.labels(self.fc.name, self.fc.version, "serving").set(1)
+        self.accuracy = LiveAccuracy(self.metrics, self.fc.version)
         self.consumer = KafkaConsumer(
             **{
                 **CONSUMER_DEFAULTS,
@@ -157,7 +123,7 @@ class ForecastWorker:
             timeout_s=settings.broker_timeout_s,
         )
         self.running = True
-        self.out_partitions = 1  # of the output topic, known once run() starts
+        self.out_partitions: dict[str, int] = {}  # of the output topics, known once run() starts
         self.pending: deque[_Pending] = deque()
         self.unacked = 0  # input records of the pending batches
         self._evictions = 0
@@ -170,14 +136,16 @@ class ForecastWorker:
         self.recovering: set[TopicPartition] = set()
         self.last_snapshot = time.monotonic()
         self.control: ControlReader | None = None  # follows forecaster swap's records, from run()
-        self.warmup: Warmup | None = None  # a new model being warmed before it serves
+        self.warmup: Warmup | None = None  # a new model being warmed before it serves (or shadows)
+        self.shadow: Shadow | None = None  # a warmed candidate stepped beside the serving model
 
     def stop(self) -> None:
         """Finish the batch in hand, flush, commit, then leave ``run`` (safe from a signal handler)."""
         self.running = False
 
     def run(self) -> None:
-        self.out_partitions = len(self.producer.partitions_for(self.settings.output))
+        for topic in filter(None, (self.settings.output, self.settings.shadow_output)):
+            self.out_partitions[topic] = len(self.producer.partitions_for(topic))
         self._start_control()
         self.consumer.subscribe([self.settings.input], listener=_Rebalance(self))
         log.info("worker started: %s", self.settings.redacted())
@@ -192,7 +160,7 @@ class ForecastWorker:
                 self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in last.items()})
                 self.confirmed.update(last)
             self.consumer.close()  # leaving the group revokes: the listener writes the final snapshots
-            for follower in (self.control, self.warmup):
+            for follower in (self.control, self.warmup, self.shadow and self.shadow.warmup):
                 if follower is not None:
                     follower.close()
             self.producer.flush()
@@ -215,6 +183,8 @@ class ForecastWorker:
             polled = {}
         self._settle(wait=False)
         self.health.check()
+        if self.shadow is not None and set(self.shadow.warmup.position) != self.consumer.assignment():
+            self._rewarm()  # a rebalance: the shadow holds none of a new partition's history
         if polled:
             self._handle(polled)
         self._write_state(self.consumer.assignment())
@@ -256,7 +226,8 @@ class ForecastWorker:
         self._settle(wait=self.unacked > MAX_UNACKED)
 
     def _forecast(self, records: list[Any], live: list[bool], valid: Batch) -> None:
-        """Advance the engine with the batch's valid events and send the live ones' forecasts."""
+        """Advance the engine with the batch's valid events and send the live ones' forecasts (and
+        step the shadow model, if any, on the same events)."""
         m, engine, chains = self.metrics, self.fc.engine, self.state.chains
         streams, ts, values = valid.streams, valid.ts.tolist(), valid.values.tolist()
         start = time.perf_counter()
@@ -265,25 +236,44 @@ class ForecastWorker:
         m.inference.observe(time.perf_counter() - start)
         m.batch_size.observe(len(streams))
         scales = engine.read("x_scale", streams).numpy().tolist()
-        self.accuracy.observe(streams, values, rows, scales, [live[i] for i in valid.index])
-        now, name, version, topic = time.time(), self.fc.name, self.fc.version, self.settings.output
+        fresh = [live[i] for i in valid.index]
+        errors = self.accuracy.observe(streams, values, rows, scales, fresh)
+        for i, stream in zip(valid.index, streams, strict=True):
+            p = records[i].partition
+            self.partition_of[stream] = p
+            chains[p].changed.add(stream)
+        produced = self._publish(self.settings.output, self.fc, records, valid, rows, fresh)
+        m.forecasts.labels(self.fc.name).inc(produced)
+        if self.shadow is not None:
+            shadow_rows, verdict = self.shadow.step(streams, ts, values, scales, fresh, errors)
+            if self.settings.shadow_output:
+                self._publish(self.settings.shadow_output, self.shadow.fc, records, valid, shadow_rows, fresh)
+            if verdict is not None:
+                self._judge(*verdict)
+
+    def _publish(
+        self, topic: str, fc: forecaster.Forecaster, records: list[Any], valid: Batch, rows: Any, live: list[bool]
+    ) -> int:
+        """Send ``fc``'s forecasts of the batch's live events to ``topic``; returns how many."""
+        now, name, version, parts = time.time(), fc.name, fc.version, self.out_partitions[topic]
+        keys = [str(q) for q in fc.config.quantiles]
         produced = 0
-        for i, stream, t, value, row in zip(valid.index, streams, ts, values, rows, strict=True):
-            r = records[i]
-            self.partition_of[stream] = r.partition
-            chains[r.partition].changed.add(stream)
-            if not live[i]:
+        for i, stream, t, value, row, fresh in zip(
+            valid.index, valid.streams, valid.ts.tolist(), valid.values.tolist(), rows, live, strict=True
+        ):
+            if not fresh:
                 continue  # replayed to rebuild state: its forecast was produced and committed before
             produced += 1
+            r = records[i]
             src = codec.source(r.topic, r.partition, r.offset)
             self.producer.send(
                 topic,
-                partition=r.partition % self.out_partitions,  # as the input: skips hashing the key again
+                partition=r.partition % parts,  # as the input: skips hashing the key again
                 key=r.key or stream.encode(),
-                value=codec.forecast(stream, t, value, name, version, row, self.keys, src, now),
+                value=codec.forecast(stream, t, value, name, version, row, keys, src, now),
                 headers=r.headers or None,  # a publisher's headers (trace ids, say) travel with its forecast
             )
-        m.forecasts.labels(name).inc(produced)
+        return produced
 
     def _dead(self, record: Any, reason: str, detail: str) -> None:
         if record.offset < self.silent_until.get(TopicPartition(record.topic, record.partition), -1):
@@ -433,29 +423,33 @@ class ForecastWorker:
 
     def _start_control(self) -> None:
         """Follow the control topic; serve the group's newest model handed over by ``forecaster
-        swap``, if any (a worker that restarts after a swap serves what its group serves)."""
+        swap`` (a worker that restarts after a swap serves what its group serves) and shadow the
+        newest shadow model handed over since, if any."""
         self.control = ControlReader(self.settings, self.settings.control_topic, self.settings.group, RECONNECT)
-        newest = None
+        serving: tuple[Swap, ForecastModel] | None = None
+        shadow: tuple[Swap, ForecastModel] | None = None
         for swap in self.control.catch_up():
             model = self._checked(swap)
-            newest = (swap, model) if model is not None else newest
-        if newest is not None:
-            swap, model = newest
+            if model is not None and swap.mode == "serve":
+                serving, shadow = (swap, model), None
+            elif model is not None:
+                shadow = (swap, model)
+        if serving is not None:
+            swap, model = serving
             self._serve(self._forecaster(model), {})
             log.info("serving %s %s, handed over by swap %s", self.fc.name, self.fc.version, swap.id)
+        if shadow is not None:
+            self._take(*shadow)
 
     def _follow_control(self, seconds: float) -> None:
-        """New swaps start a warm-up (replacing one in progress); a warm-up replays about
-        ``seconds`` worth of records per turn and, once it holds what the serving state holds,
-        takes over."""
+        """Take new swaps; a warm-up replays about ``seconds`` worth of records per turn and, once
+        it holds what the serving state holds, takes over (or, for a shadow, starts stepping beside
+        the serving model)."""
         assert self.control is not None
         for swap in self.control.poll():
             model = self._checked(swap)
             if model is not None:
-                if self.warmup is not None:
-                    self.warmup.close()
-                self.warmup = Warmup(swap.id, model, self.settings, set(self.consumer.assignment()), RECONNECT)
-                log.info("swap %s: warming up a new model while %s %s serves", swap.id, self.fc.name, self.fc.version)
+                self._take(swap, model)
         w = self.warmup
         if w is None or self.recovering:
             return
@@ -467,17 +461,89 @@ class ForecastWorker:
         done = w.step(upto, min(self.settings.max_batch, max(1, int(seconds / w.cost))))
         self.metrics.warmup_records.inc(w.records - before)
         self.metrics.warmup_seconds.set(time.monotonic() - w.started)
-        if done:
-            was = f"{self.fc.name} {self.fc.version}"
-            table = w.fc.engine.table
-            self._serve(w.fc, {s: p for s, p in w.partition_of.items() if s in table})
-            self.warmup = None
-            w.close()
-            self.metrics.swaps.inc()
+        if not done:
+            return
+        self.warmup = None
+        seconds = time.monotonic() - w.started
+        if w.swap.mode == "shadow":
+            self.shadow = Shadow(w, self.metrics, self.settings.promote_window)
+            self.metrics.model_info.labels(w.fc.name, w.fc.version, "shadow").set(1)
             log.info(
-                "swap %s: serving %s %s (was %s) after replaying %d records in %.1f s",
-                w.swap, self.fc.name, self.fc.version, was, w.records, time.monotonic() - w.started,
+                "swap %s: shadowing %s %s beside %s %s after replaying %d records in %.1f s",
+                w.swap.id, w.fc.name, w.fc.version, self.fc.name, self.fc.version, w.records, seconds,
             )  # fmt: skip
+            return
+        w.close()
+        table = w.fc.engine.table
+        how = f"after replaying {w.records} records in {seconds:.1f} s"
+        self._switch(w.fc, {s: p for s, p in w.partition_of.items() if s in table}, w.swap.id, how)
+
+    def _take(self, swap: Swap, model: ForecastModel) -> None:
+        """A swap whose checkpoint is usable: one candidate at a time, so a new one replaces the
+        one warming or shadowing; a serve swap of the shadow model promotes it at once (its state
+        is warm already)."""
+        version = model_version(model)
+        if version == self.fc.version:
+            log.info("swap %s: %s %s already serves; nothing to do", swap.id, self.fc.name, version)
+            return
+        shadow, warming = self.shadow, self.warmup
+        if shadow is not None and shadow.fc.version == version:
+            if swap.mode == "serve":  # a promotion
+                self.shadow = None
+                shadow.warmup.close()
+                self.metrics.model_info.remove(shadow.fc.name, version, "shadow")
+                table = shadow.fc.engine.table
+                self._switch(shadow.fc, {s: p for s, p in self.partition_of.items() if s in table}, swap.id, "promoted")
+                self.accuracy = shadow.accuracy  # its scoring goes on
+            return
+        if warming is not None and warming.fc.version == version:
+            warming.swap = swap  # the same model: this swap says what it becomes once warm
+            return
+        if warming is not None:
+            warming.close()
+        self._drop_shadow()
+        self.warmup = Warmup(swap, model, self.settings, set(self.consumer.assignment()), RECONNECT)
+        role = "serves" if swap.mode == "serve" else "serves, to shadow it"
+        log.info(
+            "swap %s: warming up %s %s while %s %s %s",
+            swap.id, model.config.family, version, self.fc.name, self.fc.version, role,
+        )  # fmt: skip
+
+    def _judge(self, serving: float, shadow: float) -> None:
+        """A finished contest window: promote the shadow for the whole group if it did better (a
+        serve swap of it on the control topic, which every worker, this one included, takes)."""
+        assert self.shadow is not None
+        s = self.shadow
+        better = shadow < serving
+        log.info(
+            "shadow %s %s against serving %s %s over %d events: mean scaled error %.4f vs %.4f%s",
+            s.fc.name, s.fc.version, self.fc.name, self.fc.version, self.settings.promote_window, shadow, serving,
+            "; promoting it" if better and not s.promoting else "",
+        )  # fmt: skip
+        if better and not s.promoting:
+            send_swap(self.producer, self.settings.control_topic, self.settings.group, s.swap.blob)
+            s.promoting = True
+
+    def _rewarm(self) -> None:
+        """Back to warming the shadow model over the partitions now owned."""
+        assert self.shadow is not None
+        self.warmup = self.shadow.warmup
+        self._drop_shadow(close=False)
+        log.info("swap %s: the partitions changed; warming up the shadow model again", self.warmup.swap.id)
+
+    def _drop_shadow(self, close: bool = True) -> None:
+        s, self.shadow = self.shadow, None
+        if s is None:
+            return
+        self._retire(s.fc, "shadow")
+        if close:
+            s.warmup.close()
+
+    def _retire(self, fc: forecaster.Forecaster, role: str) -> None:
+        """Remove a model's series (a model swapped out or dropped leaves the dashboards)."""
+        self.metrics.model_info.remove(fc.name, fc.version, role)
+        for metric in (self.metrics.realized_error, self.metrics.interval_coverage):
+            metric.remove(fc.version)
 
     def _checked(self, swap: Swap) -> ForecastModel | None:
         """The swap's model, or None (with a log line) if its checkpoint is not usable."""
@@ -492,14 +558,19 @@ class ForecastWorker:
         s = self.settings
         return forecaster.Forecaster(model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s)
 
+    def _switch(self, fc: forecaster.Forecaster, partition_of: dict[str, int], swap: str, how: str) -> None:
+        was = f"{self.fc.name} {self.fc.version}"
+        self._serve(fc, partition_of)
+        self.metrics.swaps.inc()
+        log.info("swap %s: serving %s %s (was %s), %s", swap, fc.name, fc.version, was, how)
+
     def _serve(self, fc: forecaster.Forecaster, partition_of: dict[str, int]) -> None:
         """From the next batch on, ``fc`` serves (with its state of these streams)."""
-        self.metrics.model_info.clear()
-        self.metrics.model_info.labels(fc.name, fc.version).set(1)
+        self._retire(self.fc, "serving")
+        self.metrics.model_info.labels(fc.name, fc.version, "serving").set(1)
         self.fc = fc
         self.partition_of = partition_of
-        self.keys = [str(q) for q in fc.config.quantiles]
-        self.accuracy = LiveAccuracy(self.metrics)  # the old model's pending one-step forecasts
+        self.accuracy = LiveAccuracy(self.metrics, fc.version)  # the old model's pending one-step forecasts
         self.state = self.state.for_model(fc)
         self._evictions = fc.engine.evictions
         self.last_snapshot = -math.inf  # the new model's state goes out at once

@@ -69,6 +69,15 @@ class WorkerSettings(KafkaSettings):
     dead_letters: str = Field("prices.dlq", description="topic of rejected records with their reason")
     state_topic: str = Field("forecaster.state", description="topic of state snapshots")
     control_topic: str = Field("forecaster.control", description="topic of models handed over by forecaster swap")
+    shadow_output: str | None = Field(
+        None, description="topic of a shadow model's forecasts (forecaster swap --shadow); none: scored, not published"
+    )
+    promote_window: int = Field(
+        0,
+        ge=0,
+        description="promote a shadow model after a window of this many events scored for both models in which its "
+        "mean error is lower than the serving model's (0: only by command)",
+    )
     group: str = Field("forecaster", description="consumer group: workers of one group share the partitions")
     model: str = Field("lstm", description="bundled family name or checkpoint directory")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")

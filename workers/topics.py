@@ -24,6 +24,8 @@ def ensure_topics(settings: KafkaSettings, partitions: dict[str, int]) -> None:
 
 
 def worker_topics(settings: WorkerSettings, partitions: int) -> dict[str, int]:
-    """Input and forecasts partitioned alike (both keyed by stream); dead letters, state and control in one."""
+    """Input and forecasts (a shadow model's too) partitioned alike, all keyed by stream; dead
+    letters, state and control in one."""
     one = (settings.dead_letters, settings.state_topic, settings.control_topic)
-    return {settings.input: partitions, settings.output: partitions, **dict.fromkeys(one, 1)}
+    keyed = [t for t in (settings.input, settings.output, settings.shadow_output) if t]
+    return {**dict.fromkeys(keyed, partitions), **dict.fromkeys(one, 1)}

@@ -18,15 +18,17 @@ import forecaster
 from forecaster.models import ForecastModel
 from forecaster.validation import validate_each
 from workers import codec, undecodable
+from workers.control import Swap
 from workers.settings import WorkerSettings
 
 
 class Warmup:
-    """The candidate (``fc``), its replay consumer (no group) and how far it has come."""
+    """The candidate (``fc``), its replay consumer (no group) and how far it has come; ``swap``
+    is the control record it came in (its mode says whether it will serve or shadow)."""
 
     def __init__(
         self,
-        swap: str,
+        swap: Swap,
         model: ForecastModel,
         settings: WorkerSettings,
         partitions: set[TopicPartition],

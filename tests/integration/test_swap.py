@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from kafka import KafkaProducer
 
 import forecaster
@@ -23,9 +24,27 @@ pytestmark = pytest.mark.kafka
 CONTROL = "forecaster.control"  # the default: groups keep the tests apart
 
 
-def swap(kafka: BrokerInfo, group: str, model: Path) -> subprocess.CompletedProcess:
-    command = ["swap", "--bootstrap", kafka.bootstrap, "--group", group, "--model", str(model)]
+def swap(kafka: BrokerInfo, group: str, model: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = ["swap", "--bootstrap", kafka.bootstrap, "--group", group, "--model", str(model), *extra]
     return subprocess.run([sys.executable, "-m", "workers.cli", *command], capture_output=True, text=True, timeout=120)
+
+
+def labelled(worker: Worker, name: str, labels: str) -> float | None:
+    """A sample's value by its exact label set as exported (``model="…"``), None if absent."""
+    for line in worker.metrics().splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def runs_by_partition(got: list[dict]) -> dict[int, list[str]]:
+    """Per input partition, the model versions of its forecasts in offset order, repeats merged."""
+    runs: dict[int, list[str]] = {}
+    for g in sorted(got, key=lambda g: (g["source"]["partition"], g["source"]["offset"])):
+        seen = runs.setdefault(g["source"]["partition"], [])
+        if not seen or seen[-1] != g["model_version"]:
+            seen.append(g["model_version"])
+    return runs
 
 
 def library(model: Path, events: list[dict]) -> dict[tuple[str, float], list[float]]:
@@ -87,11 +106,7 @@ def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_sta
             want = library(model, events)  # every event from the start
             for g in by[version]:
                 np.testing.assert_allclose(g["point"], want[g["stream"], g["ts"]], rtol=1e-5)
-        runs: dict[int, list[str]] = {}  # per partition, the models in offset order, repeats merged
-        for g in sorted(got, key=lambda g: (g["source"]["partition"], g["source"]["offset"])):
-            seen = runs.setdefault(g["source"]["partition"], [])
-            if not seen or seen[-1] != g["model_version"]:
-                seen.append(g["model_version"])
+        runs = runs_by_partition(got)
         assert all(r == [old_version, new_version, old_version] for r in runs.values()), runs  # one switch each way
     finally:
         out.close()
@@ -132,3 +147,115 @@ def test_a_sigkill_during_a_warm_up_comes_back_serving_the_new_model_exactly(
     finally:
         out.close()
         w.kill()
+
+
+def test_a_shadow_model_is_scored_beside_the_serving_one_and_a_swap_of_it_promotes_it_at_once(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """``swap --shadow``: the candidate warms up, then steps on the same events as the serving
+    model, scored per model version and published only to the shadow topic, each forecast what
+    the library gives over every event from the start. A swap of it without ``--shadow`` promotes
+    it between two batches, with no second warm-up, exactly."""
+    new = tmp_path / "lstm"
+    forecaster.build("lstm", seed=3, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
+    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    events = price_events(12, 80, seed=83)
+    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
+    shadow_topic = topics["output"] + ".shadow"
+    ensure_topics(
+        KafkaSettings(bootstrap=kafka.bootstrap), {t: 4 for t in (topics["input"], topics["output"], shadow_topic)}
+    )
+    out, shadowed = Reader(kafka, topics["output"]), Reader(kafka, shadow_topic)
+    try:
+        with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20", "--shadow-output", shadow_topic) as w:
+            publish(kafka, topics["input"], parts[0])
+            wait_for(lambda: len(out.read()) >= 240, 60, "the first forecasts")
+            done = swap(kafka, topics["group"], new, "--shadow")
+            assert done.returncode == 0, done.stderr
+            assert "beside the serving model" in done.stdout
+            wait_for(lambda: f"shadowing lstm {new_version}" in w.log_path.read_text(), 60, "the shadow's warm-up")
+            publish(kafka, topics["input"], parts[1])
+            wait_for(lambda: len(out.read()) >= 480 and len(shadowed.read()) >= 240, 60, "forecasts of both")
+            shadow_info = f'model="lstm",model_version="{new_version}",role="shadow"'
+            assert labelled(w, "forecaster_model_info", shadow_info) == 1
+            # every value after a stream's first since the shadow began is scored, for both models
+            assert labelled(w, "forecaster_realized_error_count", f'model="{new_version}"') == 240 - 12
+            assert labelled(w, "forecaster_realized_error_count", f'model="{old_version}"') == 480 - 12
+            assert 0 <= labelled(w, "forecaster_interval_coverage_ratio", f'model="{new_version}"') <= 1
+            assert {g["model_version"] for g in out.read()} == {old_version}  # the shadow publishes nowhere else
+            assert swap(kafka, topics["group"], new).returncode == 0  # the promotion
+            wait_for(lambda: "promoted" in w.log_path.read_text(), 30, "the promotion")
+            publish(kafka, topics["input"], parts[2] + parts[3])
+            wait_for(lambda: len(out.read()) >= len(events), 60, "every forecast")
+            assert labelled(w, "forecaster_model_info", shadow_info) is None
+            assert (
+                labelled(w, "forecaster_model_info", f'model="gru",model_version="{old_version}",role="serving"')
+                is None
+            )
+            assert labelled(w, "forecaster_realized_error_count", f'model="{old_version}"') is None
+            assert w.sample("forecaster_model_swaps_total") == 1
+            assert w.terminate() == 0
+        log = w.log_path.read_text()
+        assert log.count("warming up") == 1 and "Traceback" not in log
+        got, shadow_got = out.read(), shadowed.read()
+        assert len(got) == len(events) == len({(g["stream"], g["ts"]) for g in got})  # none lost, none twice
+        assert len(shadow_got) == 240 and {g["model_version"] for g in shadow_got} == {new_version}
+        want = {old_version: library(model_dir, events), new_version: library(new, events)}
+        for g in got + shadow_got:
+            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert all(r == [old_version, new_version] for r in runs_by_partition(got).values())
+        assert {g["model_version"] for g in got if g["ts"] >= parts[2][0]["ts"]} == {new_version}
+    finally:
+        out.close()
+        shadowed.close()
+
+
+def test_a_shadow_that_does_better_over_the_window_is_promoted_for_the_group_and_one_that_does_worse_is_not(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """``--promote-window``: a worker serving a poor model (its forecasts off by three scales)
+    promotes a better shadow by itself, for the whole group (a worker started later serves it), and
+    keeps serving when the poor one comes back as a shadow."""
+    poor = tmp_path / "poor"
+    fc = forecaster.build("gru", seed=0, device="cpu", d_model=16, n_layer=1, horizon=4)
+    with torch.no_grad():
+        fc.engine.model.head.bias += 3.0
+    fc.save(poor)
+    poor_version, good_version = (forecaster.load(m, device="cpu").version for m in (poor, model_dir))
+    events = price_events(12, 80, seed=84)
+    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    out = Reader(kafka, topics["output"])
+    try:
+        with Worker(kafka, poor, topics, tmp_path, "--max-batch", "20", "--promote-window", "60") as w:
+            publish(kafka, topics["input"], parts[0])
+            wait_for(lambda: len(out.read()) >= 240, 60, "the first forecasts")
+            assert swap(kafka, topics["group"], model_dir, "--shadow").returncode == 0
+            wait_for(lambda: "shadowing" in w.log_path.read_text(), 60, "the shadow's warm-up")
+            publish(kafka, topics["input"], parts[1])
+            wait_for(lambda: f"serving gru {good_version}" in w.log_path.read_text(), 60, "the promotion")
+            assert "promoting it" in w.log_path.read_text()
+            assert swap(kafka, topics["group"], poor, "--shadow").returncode == 0
+            wait_for(lambda: w.log_path.read_text().count("shadowing") == 2, 60, "the second shadow's warm-up")
+            publish(kafka, topics["input"], parts[2])
+            verdicts = f"shadow gru {poor_version} against serving gru {good_version}"
+            wait_for(lambda: verdicts in w.log_path.read_text(), 60, "a window of the second shadow")
+            wait_for(lambda: len(out.read()) >= 720, 60, "720 forecasts")
+            assert w.terminate() == 0
+        log = w.log_path.read_text()
+        assert log.count("promoting it") == 1 and log.count("promoted") == 1 and "Traceback" not in log
+        with Worker(kafka, poor, topics, tmp_path) as later:  # the group serves the promoted model
+            publish(kafka, topics["input"], parts[3])
+            wait_for(lambda: len(out.read()) >= len(events), 60, "every forecast")
+            later_log = later.log_path.read_text()
+            assert f"serving gru {good_version}, handed over by swap" in later_log
+            assert f"warming up gru {poor_version}" in later_log  # and shadows the newest shadow again
+            assert later.terminate() == 0
+        got = out.read()
+        assert len(got) == len(events) == len({(g["stream"], g["ts"]) for g in got})
+        want = {poor_version: library(poor, events), good_version: library(model_dir, events)}
+        for g in got:
+            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert all(r == [poor_version, good_version] for r in runs_by_partition(got).values())
+    finally:
+        out.close()
