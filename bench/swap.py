@@ -3,6 +3,7 @@ warms up against its normal throughput, and the serving loop's longest pause.
 
     .venv/bin/python bench/swap.py [--streams 10000] [--history 20] [--burst 100000]
         [--out bench/results/swap-cpu.json]
+    .venv/bin/python bench/swap.py --saturated [--backlog 150000] [--out bench/results/swap-saturated-cpu.json]
 
 A worker serving the bundled LSTM drains ``--streams`` streams' history of ``--history`` events
 each (its full speed, "draining_the_history"). Then a burst of ``--burst`` events served
@@ -10,12 +11,19 @@ normally; then ``forecaster swap --model gru`` and a steady input (``--steady-ra
 ``--steady-seconds``) while the new model replays the history and takes over. Throughput is
 forecasts per second (from the forecasts' timestamps); the loop's longest pause is the longest gap
 between consecutive forecasts under the steady input (a loop that stops producing shows as a gap).
+
+``--saturated``: the worker's full speed, in one run: a backlog of ``--backlog`` events is put on the
+input while the worker is stopped (SIGSTOP, a 60 s group session), then drained (SIGCONT), three
+times: serving alone ("normal"), while a swapped-in GRU warms up ("while_warming"), and while a
+shadow LSTM steps beside the serving GRU ("while_shadowing"). Throughput is the drain's forecasts
+per second; the ratios to "normal" are the figures to quote.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -107,6 +115,67 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     }
 
 
+def backlog(args: argparse.Namespace, source: str, worker: Any, done: int) -> tuple[dict[str, float], int]:
+    """Stop the worker, put ``--backlog`` events on the input, let it drain them: the drain's throughput."""
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        pub = publish_proc(args.bootstrap, source, args.streams, args.publish_rate, args.backlog / args.publish_rate)
+        pub.communicate(timeout=600)
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    resumed, total = time.time(), done + args.backlog
+    wait_for(lambda: worker.progress() >= total, 600, f"{total} events handled")
+    return {"resumed": resumed}, total
+
+
+def saturated(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    source = f"bench-swap-{tag}"
+    ensure_topics(KafkaSettings(bootstrap=args.bootstrap), {source: PARTITIONS})
+    history = args.streams * args.history
+    publish_proc(args.bootstrap, source, args.streams, args.publish_rate, history / args.publish_rate).communicate()
+    session = ("--kafka-option", "session_timeout_ms=60000", "--kafka-option", "heartbeat_interval_ms=3000")
+    worker = serve(args.bootstrap, "lstm", "cpu", source, tag, log_dir, *session)
+    wait_for(worker.ready, 120, "the worker to join")
+    wait_for(lambda: worker.progress() >= history, 900, "the history handled")
+    group, drains = f"bench-{tag}", {}
+
+    def swap(*extra: str) -> str:
+        command = [*FORECASTER, "swap", "--bootstrap", args.bootstrap, "--group", group, *extra]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+
+    drains["normal"], total = backlog(args, source, worker, history)
+    swapped = swap("--model", "gru")
+    wait_for(lambda: "warming up" in worker.log.read_text(), 60, "the warm-up")
+    drains["while_warming"], total = backlog(args, source, worker, total)
+    wait_for(lambda: "serving gru" in worker.log.read_text(), 600, "the switch")
+    switched = logged_at(worker.log, "serving gru")
+    shadowed = swap("--model", "lstm", "--shadow")
+    wait_for(lambda: "shadowing lstm" in worker.log.read_text(), 600, "the shadow's warm-up")
+    drains["while_shadowing"], total = backlog(args, source, worker, total)
+    shadow_scored = worker.sample("forecaster_realized_error_count")
+    worker.stop()
+    stamps = np.sort(np.array([r.timestamp / 1000 for r in read_all(args.bootstrap, worker.output, total)]))
+    starts = [d["resumed"] for d in drains.values()] + [np.inf]
+    result: dict[str, Any] = {"streams": args.streams, "history_events": history, "backlog_events": args.backlog}
+    for (name, drain_), end in zip(drains.items(), starts[1:], strict=True):
+        drained = stamps[(stamps >= drain_["resumed"]) & (stamps < end)][: args.backlog]
+        result[name] = window(drained, 0, np.inf)
+    normal = result["normal"]["forecasts_per_s"]
+    result["while_warming"]["ratio_to_normal"] = round(result["while_warming"]["forecasts_per_s"] / normal, 3)
+    result["while_shadowing"]["ratio_to_normal"] = round(result["while_shadowing"]["forecasts_per_s"] / normal, 3)
+    result["warm_up_still_running_at_the_drain_end"] = bool(switched > drain_end(stamps, drains["while_warming"]))
+    result["swaps"] = [swapped, shadowed]
+    result["scored_one_step_forecasts_both_models"] = int(shadow_scored)
+    print({k: result[k] for k in ("normal", "while_warming", "while_shadowing")}, flush=True)
+    return result
+
+
+def drain_end(stamps: np.ndarray, drain_: dict[str, float]) -> float:
+    after = stamps[stamps >= drain_["resumed"]]
+    return float(after[-1]) if after.size else drain_["resumed"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", help="an existing broker; default: start the embedded one")
@@ -116,14 +185,17 @@ def main() -> None:
     p.add_argument("--publish-rate", type=float, default=40_000, help="events/s of the history and the burst")
     p.add_argument("--steady-rate", type=float, default=10_000, help="events/s during the warm-up and the switch")
     p.add_argument("--steady-seconds", type=float, default=40)
-    p.add_argument("--out", default="bench/results/swap-cpu.json")
+    p.add_argument("--saturated", action="store_true", help="throughput at full speed: normal, warming, shadowing")
+    p.add_argument("--backlog", type=int, default=150_000, help="--saturated: events per drain")
+    p.add_argument("--out", help="default bench/results/swap-cpu.json (swap-saturated-cpu.json with --saturated)")
     args = p.parse_args()
+    args.out = args.out or f"bench/results/swap{'-saturated' if args.saturated else ''}-cpu.json"
     own, log_dir = embedded_broker_and_logs(args, "swap")
     try:
         result = {
             "machine": machine(),
             "broker": "embedded Tansu" if own else args.bootstrap,
-            "swap": run(args, log_dir),
+            "swap": (saturated if args.saturated else run)(args, log_dir),
         }
     finally:
         if own:

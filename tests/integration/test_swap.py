@@ -112,41 +112,54 @@ def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_sta
         out.close()
 
 
-def test_a_sigkill_during_a_warm_up_comes_back_serving_the_new_model_exactly(
+def test_a_sigkill_inside_a_warm_up_or_just_after_a_switch_recovers_exactly(
     kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
-    """Killed while the new model warms up (or just after it took over), the worker comes back
-    serving the new model: the old model's snapshots do not fit it, so its partitions replay from
-    their beginning, and its forecasts equal a from-the-start run of the new model."""
+    """Killed while the new model warms up (before the switch: 6,000 records of history to
+    replay), the worker comes back serving the new model; the old model's snapshots do not fit it,
+    so its partitions replay from their beginning. Killed just after a switch back to the old model
+    (a rollback), it comes back serving the old one. Every forecast equals a from-the-start run of
+    its model, and none is lost."""
     new = tmp_path / "lstm"
     forecaster.build("lstm", seed=2, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
     old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
-    events = price_events(12, 60, seed=82)
+    events = price_events(12, 520, seed=82)
+    history, middle, end = events[:6000], events[6000:6120], events[6120:]
     ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
     out = Reader(kafka, topics["output"])
+    flags = ("--max-batch", "20", "--snapshot-interval-s", "0.2")  # 20 records a turn: a warm-up of seconds
+    workers = []
     try:
-        w = Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20", "--snapshot-interval-s", "0.2")
-        publish(kafka, topics["input"], events[:480])
-        wait_for(lambda: len(out.read()) >= 480, 60, "the first forecasts")
-        done = swap(kafka, topics["group"], new)
-        assert done.returncode == 0, done.stderr
-        wait_for(lambda: "warming up" in w.log_path.read_text(), 30, "the warm-up")
-        w.kill()
-        with Worker(kafka, model_dir, topics, tmp_path) as later:
-            publish(kafka, topics["input"], events[480:])
-            wait_for(lambda: len({(g["stream"], g["ts"]) for g in out.read()}) == len(events), 90, "every forecast")
-            log = later.log_path.read_text()
-            assert f"serving lstm {new_version}, handed over by swap" in log
-            assert later.terminate() == 0
+        workers.append(first := Worker(kafka, model_dir, topics, tmp_path, *flags))
+        publish(kafka, topics["input"], history)
+        wait_for(lambda: len(out.read()) >= len(history), 90, "the history's forecasts")
+        assert swap(kafka, topics["group"], new).returncode == 0
+        wait_for(lambda: "warming up" in first.log_path.read_text(), 30, "the warm-up")
+        first.kill()
+        assert "serving lstm" not in first.log_path.read_text()  # killed inside the warm-up
+        workers.append(second := Worker(kafka, model_dir, topics, tmp_path, *flags))
+        publish(kafka, topics["input"], middle)
+        wait_for(lambda: len({(g["stream"], g["ts"]) for g in out.read()}) >= 6120, 90, "the middle's forecasts")
+        assert f"serving lstm {new_version}, handed over by swap" in second.log_path.read_text()
+        assert swap(kafka, topics["group"], model_dir).returncode == 0  # a rollback
+        wait_for(lambda: "serving gru" in second.log_path.read_text(), 60, "the switch back")
+        second.kill()  # just after the switch
+        workers.append(third := Worker(kafka, model_dir, topics, tmp_path))
+        publish(kafka, topics["input"], end)
+        wait_for(lambda: len({(g["stream"], g["ts"]) for g in out.read()}) == len(events), 90, "every forecast")
+        assert f"serving gru {old_version}, handed over by swap" in third.log_path.read_text()
+        assert third.terminate() == 0
         got = out.read()
-        for version, model in ((old_version, model_dir), (new_version, new)):
-            want = library(model, events)
-            for g in (g for g in got if g["model_version"] == version):
-                np.testing.assert_allclose(g["point"], want[g["stream"], g["ts"]], rtol=1e-5)
-        assert {g["model_version"] for g in got if g["ts"] >= events[480]["ts"]} == {new_version}
+        want = {old_version: library(model_dir, events), new_version: library(new, events)}
+        for g in got:
+            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        have = {(g["stream"], g["ts"], g["model_version"]) for g in got}  # at least once: a repeat is exact too
+        for part, version in ((history, old_version), (middle, new_version), (end, old_version)):
+            assert all((e["stream"], e["ts"], version) in have for e in part)
     finally:
         out.close()
-        w.kill()
+        for w in workers:
+            w.kill()
 
 
 def test_a_shadow_model_is_scored_beside_the_serving_one_and_a_swap_of_it_promotes_it_at_once(
