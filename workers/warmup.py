@@ -40,6 +40,7 @@ class Warmup:
         )
         self.started = time.monotonic()
         self.records = 0
+        self.longest_step = 0.0  # seconds: the most one turn's replay took from the serving loop
         self.cost = 10e-6  # seconds per replayed record, measured as it goes (a first guess for a CPU)
         self.restart(partitions)
 
@@ -84,8 +85,10 @@ class Warmup:
             for i, stream in zip(batch.index, batch.streams, strict=True):
                 self.partition_of[stream] = records[i].partition
         self.records += len(records)
+        took = time.perf_counter() - start
+        self.longest_step = max(self.longest_step, took)
         if len(records) >= 100:  # enough to time
-            self.cost = 0.7 * self.cost + 0.3 * (time.perf_counter() - start) / len(records)
+            self.cost = 0.7 * self.cost + 0.3 * took / len(records)
         return all(self.position.get(tp, o) >= o for tp, o in upto.items())
 
     def close(self) -> None:
