@@ -10,9 +10,8 @@ import torch
 from torch import Tensor
 
 
-def forecast_loss(y: Tensor, target: Tensor, quantiles: tuple[float, ...], weights: Tensor | None = None) -> Tensor:
-    """y (…, 1 + Q, H) normalised outputs; target (…, H) with NaN for unknown; ``weights`` (…)
-    per position, or None -> scalar loss."""
+def forecast_loss(y: Tensor, target: Tensor, quantiles: tuple[float, ...]) -> Tensor:
+    """y (…, 1 + Q, H) normalised outputs; target (…, H) with NaN for unknown -> scalar loss."""
     known = ~torch.isnan(target)
     t = torch.nan_to_num(target)[..., None, :]  # (…, 1, H)
     tau = torch.tensor(quantiles, dtype=y.dtype, device=y.device)[:, None]  # (Q, 1)
@@ -20,6 +19,4 @@ def forecast_loss(y: Tensor, target: Tensor, quantiles: tuple[float, ...], weigh
     pinball = torch.maximum(tau * d, (tau - 1) * d).mean(dim=-2)  # (…, H)
     point = (t[..., 0, :] - y[..., 0, :]).abs()  # (…, H)
     per = (point + pinball) * known
-    if weights is not None:
-        per = per * weights[..., None]
     return per.sum() / known.sum().clamp(min=1)

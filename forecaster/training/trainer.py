@@ -44,13 +44,6 @@ class TrainConfig(BaseModel):
     patience: int = Field(6, ge=1, description="epochs without validation improvement before stopping")
     validation: int | None = Field(None, ge=1, description="held-out values at the end of each series; default H")
     max_minutes: float | None = Field(None, gt=0, description="stop after this long, keeping the best weights")
-    relative_loss: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="share of the training loss measured relative to each series' level (as sMAPE) rather than "
-        "its scale (as MASE)",
-    )
     calibrate: bool = Field(True, description="scale the quantile band to its nominal coverage on validation")
     seed: int = 0
 
@@ -83,21 +76,6 @@ def _validation_outputs(
                 ys.append(y[j, origins])
                 ts.append(d.targets[origins])
     return torch.cat(ys), torch.cat(ts)
-
-
-REL_CLIP = 10.0  # relative weights past 10x the mean (a level near 0) are clipped: a series crossing 0
-
-
-def _mixed_weights(relative: Tensor, share: float) -> Tensor:
-    """Per-position loss weights: ``share`` of the loss relative to the level, the rest to the scale."""
-    r = torch.nan_to_num(relative, nan=1.0, posinf=REL_CLIP).clamp(max=REL_CLIP)
-    return (1 - share) + share * r
-
-
-def _finite_mean(r: Tensor) -> float:
-    """The mean relative weight, over positions whose level is not 0 (1 if there are none)."""
-    finite = r[torch.isfinite(r)]
-    return float(finite.mean()) if finite.numel() and float(finite.mean()) > 0 else 1.0
 
 
 def _band_coverage(y: Tensor, target: Tensor) -> float:
@@ -140,7 +118,6 @@ def train(
     train_data = prepare([s.head(len(s) - held_out) for s in series], model.scaler, H)
     val_data = prepare(series, model.scaler, H)
     positions = sum(len(d.features) for d in train_data)
-    rel_mean = _finite_mean(torch.cat([d.relative for d in train_data]))
     per_epoch = cfg.windows_per_epoch or max(cfg.batch_size, math.ceil(positions / cfg.span))
     batches = math.ceil(per_epoch / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -154,9 +131,8 @@ def train(
         model.train()
         running = 0.0
         for _ in range(batches):
-            feats, targs, rel = sample_windows(train_data, cfg.batch_size, cfg.burn_in + cfg.span, cfg.burn_in, rng)
-            weights = _mixed_weights(rel / rel_mean, cfg.relative_loss) if cfg.relative_loss else None
-            loss = forecast_loss(model.read_out(model.core(feats)), targs, model_config.quantiles, weights)
+            feats, targs = sample_windows(train_data, cfg.batch_size, cfg.burn_in + cfg.span, cfg.burn_in, rng)
+            loss = forecast_loss(model.read_out(model.core(feats)), targs, model_config.quantiles)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

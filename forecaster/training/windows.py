@@ -19,12 +19,10 @@ from forecaster.models.scaling import Scaler
 
 @dataclass
 class Prepared:
-    """One series: features (T, F), targets (T, H) with NaN where the future is unknown, and the
-    relative weight r_t (T,) of each position (inf where the level is 0)."""
+    """One series: features (T, F), targets (T, H) with NaN where the future is unknown."""
 
     features: Tensor
     targets: Tensor
-    relative: Tensor
 
 
 def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256) -> list[Prepared]:
@@ -43,24 +41,21 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
             for k in range(1, horizon + 1):
                 future[: T - k, k - 1] = x[j, k:T]
             targets = (future - anchor[j, :T]) / scale[j, :T, None]
-            relative = scale[j, :T] / anchor[j, :T, 0].abs()
-            out.append(Prepared(features[j, :T], targets.float(), relative.float()))
+            out.append(Prepared(features[j, :T], targets.float()))
     return out
 
 
 def sample_windows(
     data: list[Prepared], n: int, length: int, burn_in: int, rng: np.random.Generator
-) -> tuple[Tensor, Tensor, Tensor]:
-    """n windows of ``length`` positions from random series and offsets -> features (n, L, F),
-    targets (n, L, H) and relative weights (n, L). A window starting mid-series begins from fresh
-    state, unlike a stream, so its first ``burn_in`` targets are masked (NaN); series shorter than
-    L are padded at the end."""
+) -> tuple[Tensor, Tensor]:
+    """n windows of ``length`` positions from random series and offsets -> features (n, L, F) and
+    targets (n, L, H). A window starting mid-series begins from fresh state, unlike a stream, so
+    its first ``burn_in`` targets are masked (NaN); series shorter than L are padded at the end."""
     lengths = np.array([len(d.features) for d in data])
     weights = lengths / lengths.sum()  # every position equally likely
     F, H = data[0].features.shape[1], data[0].targets.shape[1]
     feats = torch.zeros(n, length, F)
     targs = torch.full((n, length, H), float("nan"))
-    rel = torch.ones(n, length)
     for i, j in enumerate(rng.choice(len(data), size=n, p=weights)):
         d = data[j]
         T = len(d.features)
@@ -69,7 +64,6 @@ def sample_windows(
         size = w.stop - w.start
         feats[i, :size] = d.features[w]
         targs[i, :size] = d.targets[w]
-        rel[i, :size] = d.relative[w]
         if start > 0:
             targs[i, :burn_in] = float("nan")
-    return feats, targs, rel
+    return feats, targs

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from forecaster.data import DataError, Series
-from forecaster.models import ForecastModel, ModelConfig
+from forecaster.models import ModelConfig
 from forecaster.training import TrainConfig, train
 from forecaster.training.loss import forecast_loss
-from forecaster.training.trainer import REL_CLIP, _mixed_weights, calibrate_interval
-from forecaster.training.windows import prepare
+from forecaster.training.trainer import calibrate_interval
 
 TINY = {"d_model": 16, "n_layer": 1, "d_ff": 32, "window": 16, "horizon": 4}
 FAST = TrainConfig(
@@ -44,20 +43,6 @@ def test_loss_ignores_unknown_targets() -> None:
     y = torch.zeros(2, 4, 3)
     t = torch.tensor([[1.0, 2.0, float("nan")], [float("nan")] * 3])
     assert forecast_loss(y, t, (0.1, 0.5, 0.9)) == forecast_loss(y[:1, :, :2], t[:1, :2], (0.1, 0.5, 0.9))
-
-
-def test_relative_weights_are_the_scale_over_the_level_and_weigh_the_loss_by_position() -> None:
-    low, high = seasonal_series(n=2)  # the same shape at level 100 ...
-    high = Series("high", high.ts, high.values * 10 + 4000)  # ... and 10x the swing at a higher level
-    scaler = ForecastModel(ModelConfig(family="gru", **TINY)).scaler
-    a, b = prepare([low, high], scaler, 4)
-    assert torch.all(a.relative[50:] > 0) and torch.all(torch.isfinite(a.relative[50:]))
-    # relative weight = scale / level: 10x the scale over 50x the level
-    assert float(b.relative[200:].mean() / a.relative[200:].mean()) == pytest.approx(10 / 50, rel=0.1)
-    y, t = torch.zeros(2, 4, 3), torch.ones(2, 3)
-    assert forecast_loss(y, t, (0.1, 0.5, 0.9), torch.tensor([1.0, 3.0])) == 2 * forecast_loss(y, t, (0.1, 0.5, 0.9))
-    w = _mixed_weights(torch.tensor([2.0, float("inf"), float("nan"), 100.0]), 0.5)
-    assert w.tolist() == [1.5, 0.5 + 0.5 * REL_CLIP, 1.0, 0.5 + 0.5 * REL_CLIP]
 
 
 @pytest.mark.parametrize("family", ["gru", "transformer"])
