@@ -458,9 +458,9 @@ class ForecastWorker:
                 if model is not None:
                     self._take(swap, model)
         w = self.warmup
-        if w is None or self.recovering:
-            return
         owned = self.consumer.assignment()
+        if w is None or self.recovering or not owned:  # without partitions there is nothing to warm yet
+            return
         if set(w.position) != owned:  # a rebalance since it began
             w.restart(owned)
         upto = {tp: self.processed[tp] if tp in self.processed else self.consumer.position(tp) for tp in owned}

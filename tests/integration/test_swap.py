@@ -272,3 +272,49 @@ def test_a_shadow_that_does_better_over_the_window_is_promoted_for_the_group_and
         assert all(r == [poor_version, good_version] for r in runs_by_partition(got).values())
     finally:
         out.close()
+
+
+def test_a_rebalance_while_shadowing_warms_the_shadow_again_and_a_promotion_reaches_every_worker(
+    kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """A second worker joins while the first shadows a candidate: the first warms it again on the
+    partitions it keeps, the second on those it takes over (from the control topic). A plain swap
+    of it then promotes it on both, with no further warm-up, and every forecast equals its
+    model's library run from the start."""
+    new = tmp_path / "lstm"
+    forecaster.build("lstm", seed=4, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
+    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    events = price_events(12, 80, seed=85)
+    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    out = Reader(kafka, topics["output"])
+    try:
+        with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20") as first:
+            publish(kafka, topics["input"], parts[0])
+            wait_for(lambda: len(out.read()) >= 240, 60, "the first forecasts")
+            assert swap(kafka, topics["group"], new, "--shadow").returncode == 0
+            wait_for(lambda: "shadowing" in first.log_path.read_text(), 60, "the shadow")
+            with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20") as second:
+                wait_for(lambda: "warming up the shadow model again" in first.log_path.read_text(), 60, "the rebalance")
+                wait_for(lambda: "shadowing" in second.log_path.read_text(), 60, "the second shadowing")
+                wait_for(lambda: first.log_path.read_text().count("shadowing") == 2, 60, "the first shadowing again")
+                publish(kafka, topics["input"], parts[1])
+                wait_for(lambda: len({(g["stream"], g["ts"]) for g in out.read()}) >= 480, 60, "480 forecasts")
+                assert swap(kafka, topics["group"], new).returncode == 0  # the promotion
+                for w in (first, second):
+                    wait_for(lambda w=w: "promoted" in w.log_path.read_text(), 30, "the promotion on both")
+                publish(kafka, topics["input"], parts[2] + parts[3])
+                wait_for(lambda: len({(g["stream"], g["ts"]) for g in out.read()}) == len(events), 60, "all")
+                assert second.terminate() == 0
+            assert first.terminate() == 0
+        for w in (first, second):
+            log = w.log_path.read_text()
+            assert "Traceback" not in log and f"serving lstm {new_version}" in log
+            assert "after replaying 0 records" not in log  # a worker without partitions waits for some
+        got = out.read()
+        want = {old_version: library(model_dir, events), new_version: library(new, events)}
+        for g in got:
+            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert {g["model_version"] for g in got if g["ts"] >= parts[2][0]["ts"]} == {new_version}
+    finally:
+        out.close()
