@@ -247,25 +247,33 @@ class ForecastWorker:
             p = records[i].partition
             self.partition_of[stream] = p
             chains[p].changed.add(stream)
-        produced = self._publish(self.settings.output, self.fc, records, valid, rows, fresh)
+        produced = self._publish(self.settings.output, self.fc, records, valid, ts, values, rows, fresh)
         m.forecasts.labels(self.fc.name).inc(produced)
         if self.shadow is not None:
             shadow_rows, verdict = self.shadow.step(streams, ts, values, scales, fresh, errors)
             if self.settings.shadow_output:
-                self._publish(self.settings.shadow_output, self.shadow.fc, records, valid, shadow_rows, fresh)
+                shadow_fc = self.shadow.fc
+                self._publish(self.settings.shadow_output, shadow_fc, records, valid, ts, values, shadow_rows, fresh)
             if verdict is not None:
                 self._judge(*verdict)
 
     def _publish(
-        self, topic: str, fc: forecaster.Forecaster, records: list[Any], valid: Batch, rows: Any, live: list[bool]
+        self,
+        topic: str,
+        fc: forecaster.Forecaster,
+        records: list[Any],
+        valid: Batch,
+        ts: list[float],
+        values: list[float],
+        rows: Any,
+        live: list[bool],
     ) -> int:
-        """Send ``fc``'s forecasts of the batch's live events to ``topic``; returns how many."""
+        """Send ``fc``'s forecasts of the batch's live events to ``topic``; returns how many.
+        ``ts``, ``values``: the batch's as lists (made once per batch, for every model)."""
         now, name, version, parts = time.time(), fc.name, fc.version, self.out_partitions[topic]
         keys = [str(q) for q in fc.config.quantiles]
         produced = 0
-        for i, stream, t, value, row, fresh in zip(
-            valid.index, valid.streams, valid.ts.tolist(), valid.values.tolist(), rows, live, strict=True
-        ):
+        for i, stream, t, value, row, fresh in zip(valid.index, valid.streams, ts, values, rows, live, strict=True):
             if not fresh:
                 continue  # replayed to rebuild state: its forecast was produced and committed before
             produced += 1
