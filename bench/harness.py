@@ -177,5 +177,20 @@ def embedded_broker_and_logs(args: argparse.Namespace, name: str) -> tuple[Any, 
     return own, log_dir
 
 
+def measure_and_write(args: argparse.Namespace, name: str, body: Any, **header: Any) -> None:
+    """``body(log_dir)`` on the embedded broker (or ``args.bootstrap``); its result is written to
+    ``args.out`` under ``name``, after the machine, the broker and ``header``."""
+    own, log_dir = embedded_broker_and_logs(args, name)
+    try:
+        broker_name = "embedded Tansu" if own else args.bootstrap
+        result = {"machine": machine(), **header, "broker": broker_name, name: body(log_dir)}
+    finally:
+        if own:
+            broker.stop(own.port)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out} (worker logs in {log_dir})")
+
+
 def machine() -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}

@@ -16,9 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from harness import PARTITIONS, covering, embedded_broker_and_logs, machine, publish_proc, read_all, serve, wait_for
+from harness import PARTITIONS, covering, measure_and_write, publish_proc, read_all, serve, wait_for
 
-from workers import broker
 from workers.settings import KafkaSettings
 from workers.topics import ensure_topics
 
@@ -75,22 +74,8 @@ def main() -> None:
     p.add_argument("--kill-after", type=float, default=25)
     p.add_argument("--out", default="bench/results/recovery-cpu.json")
     args = p.parse_args()
-    own, log_dir = embedded_broker_and_logs(args, "recovery")
-    try:
-        result = {
-            "machine": machine(),
-            "streams": args.streams,
-            "model": args.model,
-            "device": args.device,
-            "broker": "embedded Tansu" if own else args.bootstrap,
-            "recovery": recovery(args, log_dir),
-        }
-    finally:
-        if own:
-            broker.stop(own.port)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} (worker logs in {log_dir})")
+    header = {"streams": args.streams, "model": args.model, "device": args.device}
+    measure_and_write(args, "recovery", lambda log_dir: recovery(args, log_dir), **header)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Throughput is the drain's forecasts per second; the ratios are the figures to qu
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import signal
 import subprocess
@@ -33,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import FORECASTER, PARTITIONS, embedded_broker_and_logs, machine, publish_proc, read_all, serve, wait_for
+from harness import FORECASTER, PARTITIONS, measure_and_write, publish_proc, read_all, serve, wait_for
 
-from workers import broker
 from workers.settings import KafkaSettings
 from workers.topics import ensure_topics
 
@@ -72,16 +70,24 @@ def gaps_at(stamps: np.ndarray, over: float, origin: float) -> list[list[float]]
     return [[round(float(stamps[i] - origin), 2), round(float(gaps[i]), 3)] for i in np.flatnonzero(gaps > over)]
 
 
-def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+def start_worker(args: argparse.Namespace, log_dir: Path, *extra: str) -> tuple[str, str, Any, int]:
+    """The history on a new input topic, then a worker serving the bundled LSTM that has handled
+    it: (tag, input topic, worker, history events)."""
     tag = uuid.uuid4().hex[:6]
     source, rate = f"bench-swap-{tag}", args.publish_rate
     ensure_topics(KafkaSettings(bootstrap=args.bootstrap), {source: PARTITIONS})
     history = args.streams * args.history
     pub = publish_proc(args.bootstrap, source, args.streams, rate, history / rate)
     pub.communicate(timeout=900)  # all there before the worker starts: it drains at full speed
-    worker = serve(args.bootstrap, "lstm", "cpu", source, tag, log_dir)
+    worker = serve(args.bootstrap, "lstm", "cpu", source, tag, log_dir, *extra)
     wait_for(worker.ready, 120, "the worker to join")
     wait_for(lambda: worker.progress() >= history, 900, "the history handled")
+    return tag, source, worker, history
+
+
+def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    tag, source, worker, history = start_worker(args, log_dir)
+    rate = args.publish_rate
     t0 = time.time()
     total = drain(args, source, worker, history, args.burst, rate)
     t1 = time.time()
@@ -136,15 +142,8 @@ def backlog(args: argparse.Namespace, source: str, worker: Any, done: int) -> tu
 
 
 def saturated(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:6]
-    source = f"bench-swap-{tag}"
-    ensure_topics(KafkaSettings(bootstrap=args.bootstrap), {source: PARTITIONS})
-    history = args.streams * args.history
-    publish_proc(args.bootstrap, source, args.streams, args.publish_rate, history / args.publish_rate).communicate()
     session = ("--kafka-option", "session_timeout_ms=60000", "--kafka-option", "heartbeat_interval_ms=3000")
-    worker = serve(args.bootstrap, "lstm", "cpu", source, tag, log_dir, *session)
-    wait_for(worker.ready, 120, "the worker to join")
-    wait_for(lambda: worker.progress() >= history, 900, "the history handled")
+    tag, source, worker, history = start_worker(args, log_dir, *session)  # a long session: it is stopped (SIGSTOP)
     group, drains = f"bench-{tag}", {}
 
     def swap(*extra: str) -> str:
@@ -197,19 +196,7 @@ def main() -> None:
     p.add_argument("--out", help="default bench/results/swap-cpu.json (swap-saturated-cpu.json with --saturated)")
     args = p.parse_args()
     args.out = args.out or f"bench/results/swap{'-saturated' if args.saturated else ''}-cpu.json"
-    own, log_dir = embedded_broker_and_logs(args, "swap")
-    try:
-        result = {
-            "machine": machine(),
-            "broker": "embedded Tansu" if own else args.bootstrap,
-            "swap": (saturated if args.saturated else run)(args, log_dir),
-        }
-    finally:
-        if own:
-            broker.stop(own.port)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} (worker logs in {log_dir})")
+    measure_and_write(args, "swap", lambda log_dir: (saturated if args.saturated else run)(args, log_dir))
 
 
 if __name__ == "__main__":
