@@ -51,6 +51,34 @@ def library(model: Path, events: list[dict]) -> dict[tuple[str, float], list[flo
     return {(f.stream, f.ts): f.point for f in forecaster.load(model, device="cpu").update(events)}
 
 
+def assert_each_exact(got: list[dict], events: list[dict], models: list[Path]) -> None:
+    """Every forecast equals its model's (by ``model_version``) library run over every event from the start."""
+    want = {version: library(m, events) for version, m in zip(versions(*models), models, strict=True)}
+    for g in got:
+        np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+
+
+def candidate(tmp_path: Path, seed: int) -> Path:
+    """A small LSTM checkpoint: the model handed over."""
+    path = tmp_path / "lstm"
+    forecaster.build("lstm", seed=seed, device="cpu", d_model=16, n_layer=1, horizon=4).save(path)
+    return path
+
+
+def versions(*models: Path) -> tuple[str, ...]:
+    return tuple(forecaster.load(m, device="cpu").version for m in models)
+
+
+def in_parts(events: list[dict], size: int = 240) -> list[list[dict]]:
+    return [events[i : i + size] for i in range(0, len(events), size)]
+
+
+def keyed_topics(kafka: BrokerInfo, topics: dict[str, str], *more: str) -> None:
+    """The input, output (and ``more``) topics, 4 partitions each."""
+    names = (topics["input"], topics["output"], *more)
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), dict.fromkeys(names, 4))
+
+
 def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_start(
     kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
@@ -59,12 +87,11 @@ def test_a_swap_under_load_serves_the_new_model_as_if_it_had_served_from_the_sta
     the switch and by the new one after it, each equal to the library over every event from the
     start. A worker started later serves the new model, whatever its ``--model``; a swap back to
     the old model (a rollback) serves it as if it had never stopped."""
-    new = tmp_path / "lstm"
-    forecaster.build("lstm", seed=1, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
-    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    new = candidate(tmp_path, seed=1)
+    old_version, new_version = versions(model_dir, new)
     events = price_events(12, 100, seed=81)
-    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 5 parts
-    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    parts = in_parts(events)  # 5 parts
+    keyed_topics(kafka, topics)
     out = Reader(kafka, topics["output"])
     try:
         with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20") as w:
@@ -120,12 +147,11 @@ def test_a_sigkill_inside_a_warm_up_or_just_after_a_switch_recovers_exactly(
     so its partitions replay from their beginning. Killed just after a switch back to the old model
     (a rollback), it comes back serving the old one. Every forecast equals a from-the-start run of
     its model, and none is lost."""
-    new = tmp_path / "lstm"
-    forecaster.build("lstm", seed=2, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
-    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    new = candidate(tmp_path, seed=2)
+    old_version, new_version = versions(model_dir, new)
     events = price_events(12, 520, seed=82)
     history, middle, end = events[:6000], events[6000:6120], events[6120:]
-    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    keyed_topics(kafka, topics)
     out = Reader(kafka, topics["output"])
     flags = ("--max-batch", "20", "--snapshot-interval-s", "0.2")  # 20 records a turn: a warm-up of seconds
     workers = []
@@ -150,9 +176,7 @@ def test_a_sigkill_inside_a_warm_up_or_just_after_a_switch_recovers_exactly(
         assert f"serving gru {old_version}, handed over by swap" in third.log_path.read_text()
         assert third.terminate() == 0
         got = out.read()
-        want = {old_version: library(model_dir, events), new_version: library(new, events)}
-        for g in got:
-            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert_each_exact(got, events, [model_dir, new])
         have = {(g["stream"], g["ts"], g["model_version"]) for g in got}  # at least once: a repeat is exact too
         for part, version in ((history, old_version), (middle, new_version), (end, old_version)):
             assert all((e["stream"], e["ts"], version) in have for e in part)
@@ -169,15 +193,12 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_and_a_swap_of_it_promot
     model, scored per model version and published only to the shadow topic, each forecast what
     the library gives over every event from the start. A swap of it without ``--shadow`` promotes
     it between two batches, with no second warm-up, exactly."""
-    new = tmp_path / "lstm"
-    forecaster.build("lstm", seed=3, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
-    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    new = candidate(tmp_path, seed=3)
+    old_version, new_version = versions(model_dir, new)
     events = price_events(12, 80, seed=83)
-    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
+    parts = in_parts(events)  # 4 parts
     shadow_topic = topics["output"] + ".shadow"
-    ensure_topics(
-        KafkaSettings(bootstrap=kafka.bootstrap), {t: 4 for t in (topics["input"], topics["output"], shadow_topic)}
-    )
+    keyed_topics(kafka, topics, shadow_topic)
     out, shadowed = Reader(kafka, topics["output"]), Reader(kafka, shadow_topic)
     try:
         with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20", "--shadow-output", shadow_topic) as w:
@@ -213,9 +234,7 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_and_a_swap_of_it_promot
         got, shadow_got = out.read(), shadowed.read()
         assert len(got) == len(events) == len({(g["stream"], g["ts"]) for g in got})  # none lost, none twice
         assert len(shadow_got) == 240 and {g["model_version"] for g in shadow_got} == {new_version}
-        want = {old_version: library(model_dir, events), new_version: library(new, events)}
-        for g in got + shadow_got:
-            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert_each_exact(got + shadow_got, events, [model_dir, new])
         assert all(r == [old_version, new_version] for r in runs_by_partition(got).values())
         assert {g["model_version"] for g in got if g["ts"] >= parts[2][0]["ts"]} == {new_version}
     finally:
@@ -234,10 +253,10 @@ def test_a_shadow_that_does_better_over_the_window_is_promoted_for_the_group_and
     with torch.no_grad():
         fc.engine.model.head.bias += 3.0
     fc.save(poor)
-    poor_version, good_version = (forecaster.load(m, device="cpu").version for m in (poor, model_dir))
+    poor_version, good_version = versions(poor, model_dir)
     events = price_events(12, 80, seed=84)
-    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
-    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    parts = in_parts(events)  # 4 parts
+    keyed_topics(kafka, topics)
     out = Reader(kafka, topics["output"])
     try:
         with Worker(kafka, poor, topics, tmp_path, "--max-batch", "20", "--promote-window", "60") as w:
@@ -266,9 +285,7 @@ def test_a_shadow_that_does_better_over_the_window_is_promoted_for_the_group_and
             assert later.terminate() == 0
         got = out.read()
         assert len(got) == len(events) == len({(g["stream"], g["ts"]) for g in got})
-        want = {poor_version: library(poor, events), good_version: library(model_dir, events)}
-        for g in got:
-            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert_each_exact(got, events, [poor, model_dir])
         assert all(r == [poor_version, good_version] for r in runs_by_partition(got).values())
     finally:
         out.close()
@@ -281,12 +298,11 @@ def test_a_rebalance_while_shadowing_warms_the_shadow_again_and_a_promotion_reac
     partitions it keeps, the second on those it takes over (from the control topic). A plain swap
     of it then promotes it on both, with no further warm-up, and every forecast equals its
     model's library run from the start."""
-    new = tmp_path / "lstm"
-    forecaster.build("lstm", seed=4, device="cpu", d_model=16, n_layer=1, horizon=4).save(new)
-    old_version, new_version = (forecaster.load(m, device="cpu").version for m in (model_dir, new))
+    new = candidate(tmp_path, seed=4)
+    old_version, new_version = versions(model_dir, new)
     events = price_events(12, 80, seed=85)
-    parts = [events[i : i + 240] for i in range(0, len(events), 240)]  # 4 parts
-    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), {topics["input"]: 4, topics["output"]: 4})
+    parts = in_parts(events)  # 4 parts
+    keyed_topics(kafka, topics)
     out = Reader(kafka, topics["output"])
     try:
         with Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "20") as first:
@@ -312,9 +328,7 @@ def test_a_rebalance_while_shadowing_warms_the_shadow_again_and_a_promotion_reac
             assert "Traceback" not in log and f"serving lstm {new_version}" in log
             assert "after replaying 0 records" not in log  # a worker without partitions waits for some
         got = out.read()
-        want = {old_version: library(model_dir, events), new_version: library(new, events)}
-        for g in got:
-            np.testing.assert_allclose(g["point"], want[g["model_version"]][g["stream"], g["ts"]], rtol=1e-5)
+        assert_each_exact(got, events, [model_dir, new])
         assert {g["model_version"] for g in got if g["ts"] >= parts[2][0]["ts"]} == {new_version}
     finally:
         out.close()
