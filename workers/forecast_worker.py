@@ -466,8 +466,10 @@ class ForecastWorker:
                 if model is not None:
                     self._take(swap, model)
         w = self.warmup
+        if w is None or self.recovering:
+            return
         owned = self.consumer.assignment()
-        if w is None or self.recovering or not owned:  # without partitions there is nothing to warm yet
+        if not owned:  # without partitions there is nothing to warm yet
             return
         if set(w.position) != owned:  # a rebalance since it began
             w.restart(owned)
