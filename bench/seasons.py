@@ -65,7 +65,7 @@ def main() -> None:
             "gamma": c.smooth_season if c.seasons else None,
             "random_walk_error": round(choice.random_walk, 3) if choice.scores else None,
             "best_error": round(min(choice.scores.values()), 3) if choice.scores else None,
-            "chosen_error": round(choice.scores[(c.seasons, c.smooth_level, c.smooth_season)], 3)
+            "chosen_error": round(choice.scores[(c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)], 3)
             if c.seasons and choice.scores
             else None,
             "seconds": round(time.monotonic() - start, 1),

@@ -229,12 +229,18 @@ def seasons_of(series: list[Series]) -> tuple[int, ...]:
 
 
 def season_of(series: list[Series]) -> int:
-    """Seasonal period implied by the data: M4 ids by their letter (M4's own periods), 24 for
-    hourly timestamps, else 1 (no season; daily prices have no reliable weekly cycle)."""
+    """The seasonal period of MASE and seasonal naive, as M4 chose them: M4 ids by their letter,
+    else by the timestamps' spacing: the day for intraday data (hourly 24, half-hourly 48,
+    minutes 1440), the year for monthly (12) and quarterly (4) data, 1 for daily and weekly data
+    (whose weekly and yearly cycles M4 left to the methods)."""
     letter = _m4_letter(series)
     if letter is not None:
         return M4_SEASON[letter]
-    return 24 if abs(_median_spacing(series) - 3600.0) < 36.0 else 1
+    step = _median_spacing(series)
+    periods = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
+    if not periods or _DAY <= step <= 8 * _DAY:
+        return 1
+    return round(_DAY / step) if step < _DAY else periods[0]
 
 
 def fingerprint(series: list[Series]) -> str:

@@ -28,14 +28,14 @@ from forecaster.data import Columns, Layout, Series, fingerprint, load_series, s
 from forecaster.evaluation.evaluate import Scored, plot
 from forecaster.evaluation.evaluate import evaluate as score_model
 from forecaster.models import Family, ModelConfig, ScalerConfig
-from forecaster.training import TrainConfig, TrainReport
+from forecaster.training import TrainConfig, TrainReport, default_validation
 from forecaster.training import train as fit
 from forecaster.training.seasonal import choose_seasonal
 
 Data = str | Path | pd.DataFrame | Sequence[Series]
 
 _MODEL_OPTIONS = set(ModelConfig.model_fields) - {"family", "quantiles", "scaler", "interval_scale"}
-_SCALER_OPTIONS = {"smooth_level", "smooth_season"}
+_SCALER_OPTIONS = {"smooth_level", "smooth_season", "seasonal_form"}
 _TRAIN_OPTIONS = set(TrainConfig.model_fields) - {"calibrate"}
 
 
@@ -92,10 +92,10 @@ def train(
     )
     horizon = config.horizon
     chosen: dict[str, Any] = {"candidates": list(periods)}
-    if periods and not smoothing:  # the weights (and, by default, the periods) from the training span
-        held_out = cfg.validation or horizon
+    if periods and not {"smooth_level", "smooth_season"} & set(pick):  # weights (and periods) from the training span
+        held_out = cfg.validation or default_validation(series, horizon)
         span = [s.head(max(0, len(s) - held_out)) for s in series]
-        choice = choose_seasonal(span, scaler, horizon, may_drop=seasons is None)
+        choice = choose_seasonal(span, scaler, horizon, may_drop=seasons is None, form_given="seasonal_form" in pick)
         scaler = choice.scaler
         if choice.scores:  # the anchor's scaled error on the training span: why these seasons
             chosen |= {
@@ -106,7 +106,13 @@ def train(
     trained, report = fit(series, config, cfg, progress=progress)
     if out is not None:
         metadata = {
-            "data": {"path": _describe(data), "layout": layout, "series": len(series), "hash": fingerprint(series)},
+            "data": {
+                "path": _describe(data),
+                "layout": layout,
+                "series": len(series),
+                "too_short_to_train_on": len(report.left_out),
+                "hash": fingerprint(series),
+            },
             "training": {
                 **cfg.model_dump(),
                 "epochs_run": report.epochs,

@@ -12,7 +12,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from kafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
@@ -26,16 +26,18 @@ from forecaster.training import TrainConfig
 # Fields of the configs that get a flag of their own (--d-model, --epochs, …).
 _MODEL_FLAGS = ("d_model", "n_layer", "n_head", "n_kv_head", "window", "d_ff", "dropout", "horizon")
 _TRAIN_FLAGS = tuple(f for f in TrainConfig.model_fields if f not in ("calibrate",))
-_SCALER_FLAGS = ("smooth_level", "smooth_season")
+_SCALER_FLAGS = ("smooth_level", "smooth_season", "seasonal_form")
 
 
 def _add_fields(p: argparse.ArgumentParser, model: type[BaseModel], names: tuple[str, ...]) -> None:
     for name in names:
         info = model.model_fields[name]
-        kind = float if info.annotation in (float, float | None) else int
+        choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
+        kind = str if choices else float if info.annotation in (float, float | None) else int
         p.add_argument(
             f"--{name.replace('_', '-')}",
             type=kind,
+            choices=choices,
             default=None,
             help=f"{info.description or name} (default {info.default})",
         )
@@ -64,7 +66,8 @@ def _columns(args: argparse.Namespace) -> Columns:
 def _seasons_text(scaler: ScalerConfig) -> str:
     if not scaler.seasons:
         return "none"
-    return f"{', '.join(map(str, scaler.seasons))}; alpha {scaler.smooth_level}, gamma {scaler.smooth_season}"
+    periods = ", ".join(map(str, scaler.seasons))
+    return f"{periods} {scaler.seasonal_form}; alpha {scaler.smooth_level}, gamma {scaler.smooth_season}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -109,6 +112,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
         + ", ".join(f"{k} {v}" for k, v in report.validation.items())
     )
+    if report.left_out:
+        print(f"left out {len(report.left_out)} series too short to train on (e.g. {report.left_out[0]!r})")
     return 0
 
 

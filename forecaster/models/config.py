@@ -29,6 +29,9 @@ class ScalerConfig(BaseModel):
     # alone: a slow level and quick profiles beat seasonal naive there (docs/ACCURACY.md).
     smooth_level: float = Field(0.001, gt=0, le=1, description="Holt-Winters level weight alpha (with seasons)")
     smooth_season: float = Field(0.5, gt=0, le=1, description="Holt-Winters seasonal weight gamma (with seasons)")
+    seasonal_form: Literal["additive", "multiplicative"] = Field(
+        "additive", description="profiles added to the level (any sign) or factors times it (positive series)"
+    )
 
     @field_validator("seasons")
     @classmethod

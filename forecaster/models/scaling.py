@@ -27,9 +27,23 @@ seasonal shape ahead and forecasts the deviation from it. A profile starts from 
 (first visits take the value whole), so a new stream needs no per-series coefficients: the weights
 are global, chosen per data set before training (``forecaster.training.seasonal``). Additive
 seasons suit series that cross zero, and everything stays linear in x, so scale-equivariant.
+
+The multiplicative form (``seasonal_form``, for data that is never negative) keeps factors F_m
+instead, stored as F_m - 1 so that an empty ring is neutral:
+
+    e_t      = x_t - l prod_m F_m[t mod m]
+    l       += alpha (x_t / prod_m F_m[t mod m] - l)
+    F_m[t mod m] += g (x_t / (l prod_{m' != m} F_m') - F_m[t mod m])     ratios bounded to [1/10, 10]
+    a_{t,k}  = l prod_m F_m[(t + k) mod m]
+
+so a profile follows the level (a series that falls tenfold keeps its shape, not its old swing).
+Ratios are scale-free, so it is scale-equivariant too; the bound keeps a stream that leaves the
+positive range (zeros, a sign change) finite.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -38,6 +52,25 @@ from forecaster.models.base import COUNTER, StateEntry, advance, init_state
 from forecaster.models.config import ScalerConfig
 
 _TINY = 1e-12  # floor of the scale, only reached by all-zero streams
+_FACTOR = 10.0  # multiplicative factors stay within [1/10, 10]: a stream that leaves the positive range stays finite
+
+
+def _sum(parts: Iterable[Tensor]) -> Tensor | float:
+    return sum(parts, 0.0)
+
+
+def _product(parts: Iterable[Tensor]) -> Tensor | float:
+    """The product of factors stored as f - 1 (so that an empty ring, all zeros, is neutral), minus 1."""
+    total: Tensor | float = 1.0
+    for p in parts:
+        total = total * (1 + p)
+    return total - 1
+
+
+def _factor(x: Tensor, base: Tensor) -> Tensor:
+    """x / base as a stored factor (minus 1), bounded; 1 (stored 0) where base is zero."""
+    ratio = torch.where(base.abs() > _TINY, x / torch.where(base.abs() > _TINY, base, 1.0), 1.0)
+    return ratio.clamp(1 / _FACTOR, _FACTOR) - 1
 
 
 class Scaler:
@@ -92,21 +125,27 @@ class Scaler:
     def _holt_winters(self, x: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The seasonal recursions above: e_t (B,), anchor (B, H), state update (level, each ring's new entry)."""
         c, first = self.config, t == 0
+        add = c.seasonal_form == "additive"
+        combine = _sum if add else _product
         phase = {m: (t % m)[:, None] for m in c.seasons}
         now = {m: state[f"season_{m}"].gather(1, phase[m])[:, 0] for m in c.seasons}  # S_m[t mod m], (B,)
-        expected = torch.where(first, x, state["hw_level"] + sum(now.values()))
+        seasonal = combine(now.values())
+        expected = torch.where(first, x, state["hw_level"] + seasonal if add else state["hw_level"] * (1 + seasonal))
         error = x - expected
-        level = torch.where(first, x, state["hw_level"] + c.smooth_level * error)
+        deseasonalised = x - seasonal if add else x / (1 + seasonal)
+        level = torch.where(first, x, state["hw_level"] + c.smooth_level * (deseasonalised - state["hw_level"]))
         for m in c.seasons:  # ascending periods: the short one takes the residual first
-            target = x - level - sum(v for k, v in now.items() if k != m)
+            others = [v for k, v in now.items() if k != m]
+            target = x - level - _sum(others) if add else _factor(x, level * (1 + _product(others)))
             gain = torch.where(t < m, torch.ones_like(x), torch.full_like(x, c.smooth_season))
             now[m] = now[m] + gain * (target - now[m])
         k = torch.arange(1, self.horizon + 1, device=x.device)
-        anchor = level[:, None].clone()
+        ahead = []
         for m in c.seasons:
-            ahead = (t[:, None] + k[None, :]) % m  # (B, H)
-            profile = state[f"season_{m}"].gather(1, ahead)
-            anchor = anchor + torch.where(ahead == phase[m], now[m][:, None], profile)  # this step's entry is new
+            at = (t[:, None] + k[None, :]) % m  # (B, H)
+            profile = state[f"season_{m}"].gather(1, at)
+            ahead.append(torch.where(at == phase[m], now[m][:, None], profile))  # this step's entry is new
+        anchor = level[:, None] + combine(ahead) if add else level[:, None] * (1 + combine(ahead))
         return error, anchor, {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
 
     def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

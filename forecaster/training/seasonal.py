@@ -34,21 +34,24 @@ MAX_SERIES = 256  # a seeded sample of a wider data set: the weights are global,
 
 @dataclass(frozen=True)
 class SeasonalChoice:
-    """The chosen scaler and the score of every candidate (``(seasons, alpha, gamma) -> error``)."""
+    """The chosen scaler and the score of every candidate (``(seasons, form, alpha, gamma) -> error``)."""
 
     scaler: ScalerConfig
     scores: dict[tuple[tuple[int, ...], float, float], float]
     random_walk: float
 
 
-def _anchor_errors(x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, horizon: int, span: int) -> np.ndarray:
-    """Scaled absolute error of the anchor over the last ``span`` origins, one mean per series
-    (per quarter of the span for a single series, so that its spread can be judged too)."""
+def _anchor_errors(
+    x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, horizon: int, span: int, warm: int
+) -> np.ndarray:
+    """Scaled absolute error of the anchor over the last ``span`` origins from ``warm`` on, one
+    mean per series (per quarter of the span for a single series, so that its spread can be
+    judged too)."""
     _, anchor, _ = Scaler(config, horizon).sequence(x)  # (B, T, H)
     errors = []
     for i, n in enumerate(lengths):
         last = n - horizon  # origins t < last have all H values ahead
-        first = max(0, last - span)
+        first = max(warm, last - span)
         values = x[i, :n]
         ahead = values.unfold(0, horizon, 1)[first + 1 : last + 1]  # (origins, H): x_{t+1..t+H}
         scale = float(values.diff().abs().mean().clamp(min=1e-12))
@@ -59,16 +62,29 @@ def _anchor_errors(x: torch.Tensor, lengths: np.ndarray, config: ScalerConfig, h
 
 
 def choose_seasonal(
-    series: list[Series], base: ScalerConfig, horizon: int, may_drop: bool = True, seed: int = 0
+    series: list[Series],
+    base: ScalerConfig,
+    horizon: int,
+    may_drop: bool = True,
+    seed: int = 0,
+    form_given: bool = False,
 ) -> SeasonalChoice:
     """The scaler for ``series`` (the training span only): ``base`` with the Holt-Winters weights
     of least anchor error among ALPHAS × GAMMAS, for ``base.seasons`` and, when ``may_drop``, each
-    shorter leading subset of them; no seasons at all if none beats the random walk."""
-    usable = [s for s in series if len(s) > horizon + 2]
-    if not base.seasons or not usable:  # nothing to choose, or no data to choose on (training says why)
-        return SeasonalChoice(base, {}, float("nan"))
+    shorter leading subset of them; no seasons at all if none beats the random walk. The
+    multiplicative form is tried too where no value is negative, unless ``form_given``."""
     periods = base.seasons
+    if not periods:
+        return SeasonalChoice(base, {}, float("nan"))
     warm, span = 2 * periods[-1], max(4 * horizon, 2 * periods[-1])  # profiles settle, then are scored
+    # Origins inside the first cycles would reward a level that chases the data while the
+    # profiles form; short series (M1 monthly: 30 values) are judged after one cycle, or left out.
+    usable = [s for s in series if len(s) > warm + horizon]
+    if not usable:
+        warm = periods[-1]
+        usable = [s for s in series if len(s) > warm + horizon]
+    if not usable:  # no data to choose on (training says why)
+        return SeasonalChoice(base, {}, float("nan"))
     if len(usable) > MAX_SERIES:
         pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
         usable = [usable[i] for i in sorted(pick)]
@@ -77,13 +93,20 @@ def choose_seasonal(
     x = torch.zeros(len(tails), int(lengths.max()), dtype=torch.float64)
     for i, t in enumerate(tails):
         x[i, : len(t)] = torch.from_numpy(t)
-    random_walk = float(_anchor_errors(x, lengths, base.model_copy(update={"seasons": ()}), horizon, span).mean())
+    random_walk = float(_anchor_errors(x, lengths, base.model_copy(update={"seasons": ()}), horizon, span, warm).mean())
     sets = [periods[:i] for i in range(1, len(periods) + 1)] if may_drop else [periods]
+    positive = all(float(s.values.min()) >= 0 for s in series)  # zeros: factors are bounded
+    forms = [base.seasonal_form] if form_given else (["additive", "multiplicative"] if positive else ["additive"])
     errors = {
-        (s, a, g): _anchor_errors(
-            x, lengths, base.model_copy(update={"seasons": s, "smooth_level": a, "smooth_season": g}), horizon, span
+        (s, f, a, g): _anchor_errors(
+            x,
+            lengths,
+            base.model_copy(update={"seasons": s, "seasonal_form": f, "smooth_level": a, "smooth_season": g}),
+            horizon,
+            span,
+            warm,
         )
-        for s, a, g in itertools.product(sets, ALPHAS, GAMMAS)
+        for s, f, a, g in itertools.product(sets, forms, ALPHAS, GAMMAS)
     }
     scores = {k: float(e.mean()) for k, e in errors.items()}
     best = min(scores, key=scores.__getitem__)
@@ -98,6 +121,14 @@ def choose_seasonal(
     e = errors[best]
     se = e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else 0.0
     bar = min(scores[best] + se, scores[best] * (1 + TOLERANCE), max(scores[best], random_walk if may_drop else np.inf))
-    seasons, alpha, gamma = min((k for k in scores if k[0] == best[0] and scores[k] <= bar), key=lambda k: (k[1], k[2]))
-    chosen = base.model_copy(update={"seasons": seasons, "smooth_level": alpha, "smooth_season": gamma})
+    # Within that bar the multiplicative form comes first (where it was tried): its factors follow
+    # the level, where additive profiles keep the amplitude of the past (an M1 monthly series that
+    # fell thirty-fold kept profiles thirty times its new size).
+    seasons, form, alpha, gamma = min(
+        (k for k in scores if k[0] == best[0] and scores[k] <= bar),
+        key=lambda k: (k[1] != "multiplicative", k[2], k[3]),
+    )
+    chosen = base.model_copy(
+        update={"seasons": seasons, "seasonal_form": form, "smooth_level": alpha, "smooth_season": gamma}
+    )
     return SeasonalChoice(chosen, scores, random_walk)

@@ -37,15 +37,29 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     span: int = Field(256, ge=1, description="positions scored per training window")
     burn_in: int = Field(64, ge=0, description="positions a mid-series window runs before it is scored")
-    windows_per_epoch: int | None = Field(None, ge=1, description="default: positions / span")
+    windows_per_epoch: int | None = Field(None, ge=1, description="default: as many as score every position once")
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(6, ge=1, description="epochs without validation improvement before stopping")
-    validation: int | None = Field(None, ge=1, description="held-out values at the end of each series; default H")
+    validation: int | None = Field(
+        None, ge=1, description="held-out values at the end of each series; default: default_validation"
+    )
     max_minutes: float | None = Field(None, gt=0, description="stop after this long, keeping the best weights")
     calibrate: bool = Field(True, description="scale the quantile band to its nominal coverage on validation")
     seed: int = 0
+
+
+# Fewer held-out origins than this and a day of one stream would decide early stopping and the band.
+MIN_VALIDATION_ORIGINS = 512
+
+
+def default_validation(series: list[Series], horizon: int) -> int:
+    """Values held out at the end of each series when ``validation`` is not given: the horizon,
+    or more where few series would leave fewer than ``MIN_VALIDATION_ORIGINS`` forecast origins
+    (one stream holds out its last 512 values), but never more than a quarter of the shortest."""
+    wanted = math.ceil(MIN_VALIDATION_ORIGINS / max(1, len(series)))
+    return max(horizon, min(wanted, min(len(s) for s in series) // 4))
 
 
 @dataclass
@@ -55,6 +69,7 @@ class TrainReport:
     minutes: float
     validation: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # too short to train on (still forecast when served)
 
 
 def _validation_outputs(
@@ -104,12 +119,13 @@ def train(
     """Fit a fresh model of ``model_config`` to ``series``; returns the best model and a report."""
     cfg = cfg or TrainConfig()
     H = model_config.horizon
-    held_out = cfg.validation or H
+    held_out = cfg.validation or default_validation(series, H)
     need = held_out + H + 2
-    short = [s.name for s in series if len(s) < need]
-    if short:
+    left_out = [s.name for s in series if len(s) < need]
+    series = [s for s in series if len(s) >= need]
+    if not series:
         raise DataError(
-            f"series {short[0]!r} is too short to train on: needs at least {need} values "
+            f"every series is too short to train on: each needs at least {need} values "
             f"(validation {held_out} + horizon {H} + 2)"
         )
     torch.manual_seed(cfg.seed)
@@ -117,8 +133,12 @@ def train(
     model = ForecastModel(model_config)
     train_data = prepare([s.head(len(s) - held_out) for s in series], model.scaler, H)
     val_data = prepare(series, model.scaler, H)
-    positions = sum(len(d.features) for d in train_data)
-    per_epoch = cfg.windows_per_epoch or max(cfg.batch_size, math.ceil(positions / cfg.span))
+    lengths = np.array([len(d.features) for d in train_data])
+    # A window scores `span` positions of a long series but all of a shorter one (sampled in
+    # proportion to length): an epoch is as many windows as score every position once, on average.
+    scored = float((lengths * np.minimum(lengths, cfg.span)).sum() / lengths.sum())
+    per_epoch = cfg.windows_per_epoch or max(cfg.batch_size, math.ceil(lengths.sum() / scored))
+    window = min(cfg.burn_in + cfg.span, int(lengths.max()))  # no window longer than the longest series
     batches = math.ceil(per_epoch / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * batches, eta_min=cfg.lr / 20)
@@ -131,7 +151,7 @@ def train(
         model.train()
         running = 0.0
         for _ in range(batches):
-            feats, targs = sample_windows(train_data, cfg.batch_size, cfg.burn_in + cfg.span, cfg.burn_in, rng)
+            feats, targs = sample_windows(train_data, cfg.batch_size, window, cfg.burn_in, rng)
             loss = forecast_loss(model.read_out(model.core(feats)), targs, model_config.quantiles)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -165,4 +185,4 @@ def train(
         y, t = _validation_outputs(model, val_data, held_out)
         report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(y, t), 4)}
     minutes = round((time.monotonic() - start) / 60, 2)
-    return model, TrainReport(epoch, best_epoch, minutes, report, history)
+    return model, TrainReport(epoch, best_epoch, minutes, report, history, left_out)

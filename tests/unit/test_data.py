@@ -69,6 +69,13 @@ def test_committed_prices_load_as_a_long_table() -> None:
     assert all(np.all(np.diff(s.ts) > 0) for s in series) and season_of(series) == 1
 
 
+@pytest.mark.parametrize(
+    ("spacing", "season"), [(60, 1440), (1800, 48), (3600, 24), (86_400, 1), (7 * 86_400, 1), (30.44 * 86_400, 12)]
+)
+def test_the_season_of_mase_and_seasonal_naive_follows_m4_by_the_spacing(spacing: float, season: int) -> None:
+    assert season_of([Series("a", np.arange(3000) * spacing, np.zeros(3000))]) == season
+
+
 def test_batches_stream_every_series_in_step_order_and_fingerprint_tracks_values(tmp_path: Path) -> None:
     a, b = load_series(write(tmp_path, "stream,ts,value\na,1,1\na,2,2\nb,1,5\n"))
     batches = list(as_batches([a, b]))

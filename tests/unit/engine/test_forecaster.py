@@ -8,9 +8,21 @@ import torch
 
 import forecaster
 from forecaster import Forecast, InvalidEventError, SnapshotError
+from forecaster.models import ScalerConfig
 from tests.conftest import events, random_walks
 
 SMALL = {"d_model": 16, "n_layer": 2, "d_ff": 32, "window": 8, "horizon": 4}
+# The streaming contracts hold with every kind of per-stream state: none, additive or multiplicative seasons.
+SCALERS = {
+    "plain": ScalerConfig(),
+    "additive": ScalerConfig(seasons=(3, 7), lags=2),
+    "multiplicative": ScalerConfig(seasons=(3, 7), lags=2, seasonal_form="multiplicative"),
+}
+
+
+@pytest.fixture(params=list(SCALERS))
+def scaler(request: pytest.FixtureRequest) -> ScalerConfig:
+    return SCALERS[request.param]
 
 
 def build(family: str, **options) -> forecaster.Forecaster:
@@ -42,44 +54,47 @@ def test_update_returns_one_forecast_per_event_in_input_order() -> None:
     assert Forecast.model_validate_json(f.model_dump_json()) == f
 
 
-def test_several_events_of_one_stream_in_a_batch_apply_in_order(family: str) -> None:
+def test_several_events_of_one_stream_in_a_batch_apply_in_order(family: str, scaler: ScalerConfig) -> None:
     values = random_walks(3, 6, seed=4)
     batches = events(values)
-    one_by_one = run(build(family), batches)
-    together = points(build(family).update([e for b in batches for e in b]))  # time-major
+    one_by_one = run(build(family, scaler=scaler), batches)
+    together = points(build(family, scaler=scaler).update([e for b in batches for e in b]))  # time-major
     assert np.array_equal(together.reshape(one_by_one.shape), one_by_one)
     flat = [e for b in batches for e in b]
     skewed = [e for e in flat if e["stream"] == "s0"] + [e for e in flat if e["stream"] != "s0"]  # s0 first, 6 deep
-    got = {(e["stream"], e["ts"]): p for e, p in zip(skewed, points(build(family).update(skewed)), strict=True)}
+    got = {
+        (e["stream"], e["ts"]): p
+        for e, p in zip(skewed, points(build(family, scaler=scaler).update(skewed)), strict=True)
+    }
     want = {(e["stream"], e["ts"]): p for e, p in zip(flat, one_by_one.reshape(-1, *one_by_one.shape[2:]), strict=True)}
     assert all(np.array_equal(got[k], want[k]) for k in want)
 
 
-def test_stream_forecasts_do_not_depend_on_batch_mates(family: str) -> None:
+def test_stream_forecasts_do_not_depend_on_batch_mates(family: str, scaler: ScalerConfig) -> None:
     target = random_walks(1, 12, seed=5)
     others = random_walks(1000, 12, seed=6, start=50.0)
-    alone = run(build(family), events(target, ["target"]))[:, 0]
-    mixed_fc = build(family)
+    alone = run(build(family, scaler=scaler), events(target, ["target"]))[:, 0]
+    mixed_fc = build(family, scaler=scaler)
     names = [f"o{i}" for i in range(500)] + ["target"] + [f"o{i}" for i in range(500, 1000)]
     mixed = run(mixed_fc, events(np.concatenate([others[:500], target, others[500:]]), names))[:, 500]
     # Batched matmuls may block differently for 1 vs 1001 rows: equal to float32 rounding, not bit for bit.
     np.testing.assert_allclose(mixed, alone, rtol=1e-6, atol=0)
 
 
-def test_forecasts_scale_with_the_values(family: str) -> None:
+def test_forecasts_scale_with_the_values(family: str, scaler: ScalerConfig) -> None:
     values = random_walks(5, 20, seed=7)
-    base = run(build(family), events(values))
-    scaled = run(build(family), events(1000.0 * values))
+    base = run(build(family, scaler=scaler), events(values))
+    scaled = run(build(family, scaler=scaler), events(1000.0 * values))
     np.testing.assert_allclose(scaled, 1000.0 * base, rtol=1e-4)
 
 
-def test_snapshot_restore_continues_exactly(family: str) -> None:
+def test_snapshot_restore_continues_exactly(family: str, scaler: ScalerConfig) -> None:
     batches = events(random_walks(20, 30, seed=8))
-    fc = build(family)
+    fc = build(family, scaler=scaler)
     run(fc, batches[:15])
     blob = fc.snapshot()
     assert isinstance(blob, bytes)
-    fresh = build(family)
+    fresh = build(family, scaler=scaler)
     fresh.restore(blob)
     assert fresh.streams == fc.streams
     assert np.array_equal(run(fresh, batches[15:]), run(fc, batches[15:]))
@@ -149,7 +164,8 @@ def test_truncated_snapshot_is_refused() -> None:
 )
 def test_bad_event_rejects_the_whole_batch_and_changes_nothing(bad: object, reason: str) -> None:
     batches = events(random_walks(2, 3, seed=9), ["a", "b"], t0=0.0)
-    fc, twin = build("lstm"), build("lstm")
+    seasonal = SCALERS["multiplicative"]  # the most state a stream carries
+    fc, twin = build("lstm", scaler=seasonal), build("lstm", scaler=seasonal)
     fc.update([{"stream": "a", "ts": 1.0, "value": 100.0}])
     twin.update([{"stream": "a", "ts": 1.0, "value": 100.0}])
     good = [{"stream": "b", "ts": 1.0, "value": 3.0}, {"stream": "c", "ts": 1.0, "value": 4.0}]
@@ -259,12 +275,14 @@ def test_partial_snapshot_merges_into_another_instance_and_forget_drops(family: 
     assert sorted(other.streams) == ["s3", "y"] and other.evictions == 0
 
 
-def test_a_base_and_deltas_of_changed_and_dropped_streams_restore_the_live_state(family: str) -> None:
+def test_a_base_and_deltas_of_changed_and_dropped_streams_restore_the_live_state(
+    family: str, scaler: ScalerConfig
+) -> None:
     """The worker's incremental snapshots: a full snapshot, then per interval only the streams
     updated since (and those evicted since, as ``dropped``), merged in order, equal the live
     instance, LRU order included; a dropped stream that comes back starts fresh."""
     batches = events(random_walks(6, 30, seed=14))
-    fc = build(family, max_streams=5)  # six streams, room for five: one is evicted along the way
+    fc = build(family, scaler=scaler, max_streams=5)  # six streams, room for five: one is evicted along the way
     run(fc, [[e for e in b if e["stream"] != "s5"] for b in batches[:5]])
     chain = [fc.snapshot()]
     for lo in range(5, 30, 5):
@@ -276,7 +294,7 @@ def test_a_base_and_deltas_of_changed_and_dropped_streams_restore_the_live_state
         changed = {e["stream"] for b in part for e in b}
         chain.append(fc.snapshot(changed, dropped=before - set(fc.streams)))
     assert fc.evictions > 0
-    rebuilt = build(family, max_streams=5)
+    rebuilt = build(family, scaler=scaler, max_streams=5)
     for blob in chain:
         rebuilt.restore(blob, merge=True)
     assert rebuilt.streams == fc.streams  # LRU order too: the next eviction picks the same stream

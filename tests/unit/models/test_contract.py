@@ -46,10 +46,11 @@ def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
 
 
-def test_seasonal_state_keeps_step_equal_to_sequence(family: str) -> None:
+@pytest.mark.parametrize("form", ["additive", "multiplicative"])
+def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str) -> None:
     from forecaster.models import ScalerConfig
 
-    model = make(family, scaler=ScalerConfig(seasons=(3, 7), lags=4))
+    model = make(family, scaler=ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form))
     x = torch.from_numpy(random_walks(3, 40, seed=6))  # both rings wrap several times
     with torch.no_grad():
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5

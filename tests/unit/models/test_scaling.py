@@ -76,3 +76,28 @@ def test_a_pure_seasonal_stream_is_anchored_on_its_own_cycle() -> None:
     error = (anchor[0] - want).abs().amax(dim=1)  # (T,)
     assert error[period:].max() < 0.5  # the first cycle's profile is already close
     assert error[-period:].max() < 1e-3 < error[period]  # and converges
+
+
+def test_a_multiplicative_profile_follows_the_level_where_an_additive_one_keeps_its_old_amplitude() -> None:
+    """A cycle of ±50% around 1000, then the same cycle around 10: the factors carry over, the
+    additive profile still swings by hundreds."""
+    period, H = 6, 6
+    cycle = torch.tensor([1.5, 1.0, 0.5, 1.5, 1.0, 0.5], dtype=torch.float64)
+    x = torch.cat([1000.0 * cycle.repeat(10), 10.0 * cycle.repeat(5)])[None, :]
+    weights = {"seasons": (period,), "smooth_level": 0.5, "smooth_season": 0.2}
+    want = 10.0 * torch.stack([cycle[(len(x[0]) - 1 + k) % period] for k in range(1, H + 1)])
+    _, mult, _ = Scaler(ScalerConfig(**weights, seasonal_form="multiplicative"), H).sequence(x)
+    _, add, _ = Scaler(ScalerConfig(**weights), H).sequence(x)
+    assert (mult[0, -1] - want).abs().max() < 2.0  # learnt at 1000, within 15% at 10 (the fall bent them)
+    assert (add[0, -1] - want).abs().max() > 50.0
+
+
+def test_multiplicative_factors_stay_bounded_and_finite_on_zeros_and_negative_values() -> None:
+    scaler = Scaler(ScalerConfig(seasons=(3, 6), seasonal_form="multiplicative"), 8)
+    x = torch.from_numpy(random_walks(3, 40, seed=2))
+    x[0, 10:20] = 0.0  # all zero for a while
+    x[1, 25:] *= -1  # the sign flips: the form was chosen on positive data, the stream left it
+    f, a, s = scaler.sequence(x)
+    assert torch.isfinite(f).all() and torch.isfinite(a).all() and (s > 0).all()
+    f2, a2, _ = scaler.sequence(7.5 * x)
+    assert torch.allclose(f, f2, atol=1e-5) and torch.allclose(a2, 7.5 * a, rtol=1e-9)

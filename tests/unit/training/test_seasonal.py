@@ -17,7 +17,10 @@ def test_a_cycle_in_the_data_is_kept_with_weights_from_the_grid() -> None:
     assert choice.scaler.smooth_level in ALPHAS and choice.scaler.smooth_season in GAMMAS
     assert min(choice.scores.values()) < 0.5 * choice.random_walk  # repeating the cycle beats the last value
     c = choice.scaler
-    picked, best = choice.scores[(c.seasons, c.smooth_level, c.smooth_season)], min(choice.scores.values())
+    picked, best = (
+        choice.scores[(c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)],
+        min(choice.scores.values()),
+    )
     assert picked <= min(best * (1 + TOLERANCE), choice.random_walk)  # smoother, but hardly worse
 
 
@@ -34,3 +37,17 @@ def test_nothing_to_choose_leaves_the_scaler_as_it_was() -> None:
     short = [Series("s", np.arange(5.0), np.ones(5))]
     assert choose_seasonal(short, base, horizon=8).scaler == base
     assert choose_seasonal(seasonal_series(), ScalerConfig(), horizon=8).scaler == ScalerConfig()
+
+
+def test_the_multiplicative_form_is_taken_for_series_whose_cycle_scales_with_the_level_and_never_across_zero() -> None:
+    rng = np.random.default_rng(4)
+    t = np.arange(400.0)
+    cycle = 1 + 0.3 * np.sin(2 * np.pi * t / 12)
+    growing = [Series(f"g{i}", t, (50 + 2 * t) * (i + 1) * cycle * rng.lognormal(0, 0.02, 400)) for i in range(6)]
+    assert choose_seasonal(growing, ScalerConfig(seasons=(12,)), horizon=8).scaler.seasonal_form == "multiplicative"
+    crossing = [Series(s.name, s.ts, s.values - 100 - 0.5 * s.values.mean()) for s in seasonal_series(length=400)]
+    assert min(s.values.min() for s in crossing) < 0
+    chosen = choose_seasonal(crossing, ScalerConfig(seasons=(12,)), horizon=8).scaler
+    assert chosen.seasons == (12,) and chosen.seasonal_form == "additive"
+    given = ScalerConfig(seasons=(12,), seasonal_form="additive")
+    assert choose_seasonal(growing, given, horizon=8, form_given=True).scaler.seasonal_form == "additive"

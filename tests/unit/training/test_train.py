@@ -8,7 +8,7 @@ from forecaster.data import DataError, Series
 from forecaster.models import ModelConfig
 from forecaster.training import TrainConfig, train
 from forecaster.training.loss import forecast_loss
-from forecaster.training.trainer import calibrate_interval
+from forecaster.training.trainer import MIN_VALIDATION_ORIGINS, calibrate_interval, default_validation
 
 TINY = {"d_model": 16, "n_layer": 1, "d_ff": 32, "window": 16, "horizon": 4}
 FAST = TrainConfig(
@@ -78,6 +78,20 @@ def test_calibration_factor_covers_the_requested_share() -> None:
     assert abs(float(((t.abs() <= c).float()).mean()) - 0.8) < 0.01
 
 
-def test_too_short_series_is_a_data_error() -> None:
-    with pytest.raises(DataError, match="too short to train on"):
-        train([Series("x", np.arange(10.0), np.arange(10.0))], ModelConfig(family="rnn", **TINY), FAST, progress=False)
+def test_series_too_short_to_train_on_are_left_out_and_a_data_error_only_when_all_are() -> None:
+    short = Series("x", np.arange(10.0), np.arange(10.0))
+    with pytest.raises(DataError, match="every series is too short to train on"):
+        train([short], ModelConfig(family="rnn", **TINY), FAST, progress=False)
+    _, report = train([*seasonal_series(), short], ModelConfig(family="rnn", **TINY), FAST, progress=False)
+    assert report.left_out == ["x"]
+
+
+def test_few_series_hold_out_enough_origins_to_validate_on_and_many_hold_out_the_horizon() -> None:
+    def many(n: int, length: int) -> list[Series]:
+        return [Series(str(i), np.arange(float(length)), np.zeros(length)) for i in range(n)]
+
+    assert default_validation(many(1, 4000), 48) == MIN_VALIDATION_ORIGINS
+    assert default_validation(many(4, 4000), 8) == MIN_VALIDATION_ORIGINS // 4
+    assert default_validation(many(1, 400), 48) == 100  # a quarter of the series at most
+    assert default_validation(many(1, 100), 48) == 48  # never less than the horizon
+    assert default_validation(many(414, 960), 48) == 48
