@@ -24,7 +24,7 @@ from forecaster.models import FAMILIES, ModelConfig, ScalerConfig
 from forecaster.training import TrainConfig
 
 # Fields of the configs that get a flag of their own (--d-model, --epochs, …).
-_MODEL_FLAGS = ("d_model", "n_layer", "n_head", "n_kv_head", "window", "d_ff", "dropout", "horizon")
+_MODEL_FLAGS = ("d_model", "n_layer", "n_head", "n_kv_head", "window", "d_ff", "dropout", "horizon", "members")
 _TRAIN_FLAGS = tuple(f for f in TrainConfig.model_fields if f not in ("calibrate",))
 _SCALER_FLAGS = ("smooth_level", "smooth_season", "seasonal_form")
 

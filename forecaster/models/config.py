@@ -58,6 +58,7 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="training only")
     horizon: int = Field(8, ge=1, description="H: forecast steps ahead")
     quantiles: tuple[float, ...] = Field((0.1, 0.5, 0.9), min_length=1, description="Q levels, ascending")
+    members: int = Field(1, ge=1, description="K networks trained apart (seeds), their forecasts averaged")
     scaler: ScalerConfig = ScalerConfig()
     interval_scale: float = Field(
         1.0, gt=0, description="quantile offsets from the point forecast × this; calibrated after training"

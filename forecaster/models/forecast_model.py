@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from forecaster.models.base import COUNTER, State, StateEntry, StreamingCore
 from forecaster.models.config import Family, ModelConfig
+from forecaster.models.ensemble import MemberHeads, Members
 from forecaster.models.gru import GRU
 from forecaster.models.lstm import LSTM
 from forecaster.models.rnn import RNN
@@ -38,19 +39,30 @@ class ForecastModel(nn.Module):
         super().__init__()
         self.config = config
         self.scaler = Scaler(config.scaler, config.horizon)
-        self.core = CORES[config.family](config, self.scaler.n_features)
-        self.head = nn.Linear(config.d_model, (1 + len(config.quantiles)) * config.horizon)
+        width = (1 + len(config.quantiles)) * config.horizon
+        self.core: StreamingCore
+        self.head: nn.Module
+        if config.members == 1:
+            self.core = CORES[config.family](config, self.scaler.n_features)
+            self.head = nn.Linear(config.d_model, width)
+        else:  # a seed ensemble (forecaster.models.ensemble)
+            self.core = Members([CORES[config.family](config, self.scaler.n_features) for _ in range(config.members)])
+            self.head = MemberHeads([nn.Linear(config.d_model, width) for _ in range(config.members)])
 
     def state_spec(self) -> dict[str, StateEntry]:
         """Per-stream state: the scaler's statistics and the core's recurrent state or cache."""
         return {**self.scaler.state_spec(), **self.core.state_spec()}
 
     def read_out(self, h: Tensor) -> Tensor:
-        """h (…, D) -> normalised forecasts (…, 1 + Q, H); quantiles sorted so they never cross,
-        and spread about the middle of the outer band by the calibrated ``interval_scale``."""
+        """h (…, D), or (…, K, D) for K members -> normalised forecasts (…, 1 + Q, H); quantiles
+        sorted so they never cross, and spread about the middle of the outer band by the
+        calibrated ``interval_scale``."""
         c = self.config
-        y = self.head(h).unflatten(-1, (1 + len(c.quantiles), c.horizon))
-        return torch.cat([y[..., :1, :], widen(y[..., 1:, :].sort(dim=-2).values, c.interval_scale)], dim=-2)
+        y = self.head(h).unflatten(-1, (1 + len(c.quantiles), c.horizon))  # (…, [K,] 1 + Q, H)
+        point, quantiles = y[..., :1, :], y[..., 1:, :].sort(dim=-2).values
+        if c.members > 1:  # the members' mean, of the points and of each quantile level
+            point, quantiles = point.mean(dim=-3), quantiles.mean(dim=-3)
+        return torch.cat([point, widen(quantiles, c.interval_scale)], dim=-2)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One observation per stream: x (B,) float64 -> forecasts (B, 1 + Q, H) float64, state update."""
@@ -64,3 +76,16 @@ class ForecastModel(nn.Module):
         features, anchor, s = self.scaler.sequence(x)
         y = self.read_out(self.core(features)).double()
         return anchor[..., None, :] + s[..., None, None] * y
+
+
+def ensemble_of(models: list[ForecastModel]) -> ForecastModel:
+    """One model that steps ``models`` (one config, trained apart) together and averages their
+    forecasts; its band is uncalibrated (``interval_scale`` 1) until calibrated as a whole."""
+    configs = {m.config.model_copy(update={"interval_scale": 1.0}) for m in models}
+    if len(configs) != 1 or models[0].config.members != 1:
+        raise ValueError("an ensemble's members must be single models of one config")
+    out = ForecastModel(configs.pop().model_copy(update={"members": len(models)}))
+    for i, m in enumerate(models):
+        out.core.members[i].load_state_dict(m.core.state_dict())
+        out.head.heads[i].load_state_dict(m.head.state_dict())
+    return out.eval()

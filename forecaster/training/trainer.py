@@ -23,7 +23,7 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
-from forecaster.models.forecast_model import widen
+from forecaster.models.forecast_model import ensemble_of, widen
 from forecaster.training.loss import forecast_loss
 from forecaster.training.windows import Prepared, prepare, sample_windows
 
@@ -116,8 +116,12 @@ def calibrate_interval(y: Tensor, target: Tensor, coverage: float) -> float:
 def train(
     series: list[Series], model_config: ModelConfig, cfg: TrainConfig | None = None, progress: bool = True
 ) -> tuple[ForecastModel, TrainReport]:
-    """Fit a fresh model of ``model_config`` to ``series``; returns the best model and a report."""
+    """Fit a fresh model of ``model_config`` to ``series``; returns the best model and a report.
+    An ensemble (``members`` K > 1) trains K networks one after another, seeds ``seed`` … ``seed
+    + K - 1``, each with a K-th of ``max_minutes``, and calibrates their averaged band."""
     cfg = cfg or TrainConfig()
+    if model_config.members > 1:
+        return _train_members(series, model_config, cfg, progress)
     H = model_config.horizon
     held_out = cfg.validation or default_validation(series, H)
     need = held_out + H + 2
@@ -173,16 +177,56 @@ def train(
     bar.close()
 
     model.load_state_dict(best_state)
-    model.eval()
-    y, t = _validation_outputs(model, val_data, held_out)
-    report = {"loss": round(best, 5), "coverage_uncalibrated": round(_band_coverage(y, t), 4)}
-    if cfg.calibrate:
-        nominal = model_config.quantiles[-1] - model_config.quantiles[0]
-        scale = calibrate_interval(y, t, nominal)
-        calibrated = ForecastModel(model_config.model_copy(update={"interval_scale": scale}))
-        calibrated.load_state_dict(model.state_dict())
-        model = calibrated.eval()
-        y, t = _validation_outputs(model, val_data, held_out)
-        report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(y, t), 4)}
+    model, report = _calibrated(model.eval(), val_data, held_out, cfg.calibrate)
     minutes = round((time.monotonic() - start) / 60, 2)
     return model, TrainReport(epoch, best_epoch, minutes, report, history, left_out)
+
+
+def _calibrated(
+    model: ForecastModel, val_data: list[Prepared], held_out: int, calibrate: bool
+) -> tuple[ForecastModel, dict[str, float]]:
+    """The model with its band scaled to the nominal coverage on validation, and the figures."""
+    c = model.config
+    y, t = _validation_outputs(model, val_data, held_out)
+    report = {
+        "loss": round(float(forecast_loss(y, t, c.quantiles)), 5),
+        "coverage_uncalibrated": round(_band_coverage(y, t), 4),
+    }
+    if calibrate:
+        scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
+        model = _with(model, c.model_copy(update={"interval_scale": scale}))
+        y, t = _validation_outputs(model, val_data, held_out)
+        report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(y, t), 4)}
+    return model, report
+
+
+def _with(model: ForecastModel, config: ModelConfig) -> ForecastModel:
+    """The same weights under another config (a calibrated band)."""
+    out = ForecastModel(config)
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+def _train_members(
+    series: list[Series], model_config: ModelConfig, cfg: TrainConfig, progress: bool
+) -> tuple[ForecastModel, TrainReport]:
+    K = model_config.members
+    single = model_config.model_copy(update={"members": 1})
+    each = {"max_minutes": cfg.max_minutes / K if cfg.max_minutes else None, "calibrate": False}
+    fits = [train(series, single, cfg.model_copy(update={**each, "seed": cfg.seed + i}), progress) for i in range(K)]
+    model = ensemble_of([member for member, _ in fits])
+    held_out = cfg.validation or default_validation(series, model_config.horizon)
+    kept = [s for s in series if s.name not in set(fits[0][1].left_out)]
+    model, report = _calibrated(
+        model.eval(), prepare(kept, model.scaler, model_config.horizon), held_out, cfg.calibrate
+    )
+    report |= {f"member_{i}_loss": r.validation["loss"] for i, (_, r) in enumerate(fits)}
+    reports = [r for _, r in fits]
+    return model, TrainReport(
+        sum(r.epochs for r in reports),
+        reports[-1].best_epoch,
+        round(sum(r.minutes for r in reports), 2),
+        report,
+        [h for r in reports for h in r.history],
+        reports[0].left_out,
+    )

@@ -300,3 +300,21 @@ def test_a_base_and_deltas_of_changed_and_dropped_streams_restore_the_live_state
     assert rebuilt.streams == fc.streams  # LRU order too: the next eviction picks the same stream
     later = events(random_walks(5, 4, seed=15), ["s0", "s1", "s2", "s4", "s3"], t0=1.8e9)
     assert np.array_equal(run(rebuilt, later), run(fc, later))
+
+
+def test_an_ensemble_keeps_the_streaming_contracts(family: str) -> None:
+    """Members with their own states, one shared scaler state: isolation, scale, snapshots."""
+    options = {"members": 2, "scaler": SCALERS["multiplicative"]}
+    batches = events(random_walks(8, 24, seed=16))
+    fc = build(family, **options)
+    assert {k.split(".")[0] for k in fc._engine.pool.tensors if "." in k} == {"m0", "m1"}
+    full = run(fc, batches)
+    alone = run(build(family, **options), [[e for e in b if e["stream"] == "s3"] for b in batches])[:, 0]
+    np.testing.assert_allclose(full[:, 3], alone, rtol=1e-6)
+    scaled = run(build(family, **options), [[{**e, "value": 1000.0 * e["value"]} for e in b] for b in batches])
+    np.testing.assert_allclose(scaled, 1000.0 * full, rtol=1e-4)
+    half = build(family, **options)
+    run(half, batches[:12])
+    again = build(family, **options)
+    again.restore(half.snapshot())
+    assert np.array_equal(run(again, batches[12:]), full[12:])

@@ -148,3 +148,25 @@ def test_a_long_sequence_runs_in_chunks_with_the_same_outputs(monkeypatch: pytes
         monkeypatch.setattr(transformer, "CHUNK", 32)  # 300 positions: 10 chunks, each 2 * 7 earlier
         chunked = model(x)
     assert (whole - chunked).abs().max().item() <= 1e-5
+
+
+def test_an_ensemble_steps_as_its_sequence_form_and_forecasts_its_members_mean(family: str) -> None:
+    from forecaster.models import ScalerConfig
+    from forecaster.models.forecast_model import ensemble_of
+
+    scaler = ScalerConfig(seasons=(3, 7), seasonal_form="multiplicative")
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(ForecastModel(ModelConfig(family=family, **SMALL, scaler=scaler)).eval())
+    model = ensemble_of(members)
+    assert model.config.members == 3 and {k.split(".")[0] for k in model.core.state_spec()} == {"m0", "m1", "m2"}
+    x = torch.from_numpy(random_walks(3, 30, seed=7))
+    with torch.no_grad():
+        seq = model(x)
+        assert (seq - stepwise(model, x)).abs().max().item() <= 1e-5
+        each = torch.stack([m(x) for m in members])  # (K, B, T, 1 + Q, H)
+    assert torch.allclose(seq[..., 0, :], each[..., 0, :].mean(dim=0), atol=1e-5)  # the members' mean point
+    assert torch.allclose(seq[..., 1:, :], each[..., 1:, :].mean(dim=0), atol=1e-5)  # and band (scale 1)
+    with pytest.raises(ValueError, match="single models of one config"):
+        ensemble_of([members[0], make(family)])

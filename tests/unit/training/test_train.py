@@ -95,3 +95,15 @@ def test_few_series_hold_out_enough_origins_to_validate_on_and_many_hold_out_the
     assert default_validation(many(1, 400), 48) == 100  # a quarter of the series at most
     assert default_validation(many(1, 100), 48) == 48  # never less than the horizon
     assert default_validation(many(414, 960), 48) == 48
+
+
+def test_an_ensemble_trains_its_members_with_their_own_seeds_and_calibrates_their_mean() -> None:
+    cfg = FAST.model_copy(update={"epochs": 3})
+    model, report = train(seasonal_series(), ModelConfig(family="gru", members=2, **TINY), cfg, progress=False)
+    single = ModelConfig(family="gru", **TINY)
+    first, _ = train(seasonal_series(), single, cfg.model_copy(update={"calibrate": False}), progress=False)
+    assert model.config.members == 2
+    assert torch.equal(model.head.heads[0].weight, first.head.weight)  # member 0 is seed 0's model
+    assert not torch.equal(model.head.heads[1].weight, first.head.weight)  # member 1 another seed's
+    assert {"member_0_loss", "member_1_loss"} <= set(report.validation)
+    assert abs(report.validation["coverage"] - 0.8) < 0.01

