@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 import forecaster
-from forecaster.models import FAMILIES, ForecastModel, advance, init_state
+from forecaster.models import FAMILIES, ForecastModel, ScalerConfig, advance, init_state
 
 
 def make_batches(n_streams: int, n_batches: int, skewed: bool, seed: int = 0) -> list[list[dict]]:
@@ -203,6 +203,45 @@ def bench_windows(windows: list[int], n_streams: int, device: str, seconds: floa
     return res
 
 
+STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), against none
+    "plain": {},
+    "additive 24+168": {"scaler": ScalerConfig(seasons=(24, 168))},
+    "multiplicative 24+168": {"scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative")},
+    "multiplicative, 3 members": {
+        "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
+        "members": 3,
+    },
+}
+
+
+def bench_state(family: str, n_streams: int, device: str, seconds: float) -> dict:
+    """Engine cost per event (one event per stream per batch) with each kind of per-stream state,
+    the kinds interleaved pass by pass so that a noisy machine hits them alike; ratios to plain."""
+    rounds, per_round = 3, 12
+    batches = as_arrays(make_batches(n_streams, n_batches=rounds * per_round, skewed=False))
+    engines = {
+        k: forecaster.build(family, seed=0, device=device, horizon=48, capacity=n_streams, **o).engine
+        for k, o in STATES.items()
+    }
+    best = dict.fromkeys(STATES, 0.0)
+    for r in range(rounds):  # each engine sees the same batches, in time order
+        part = batches[r * per_round : (r + 1) * per_round]
+        for k, e in engines.items():
+            rate = timed(lambda b, e=e: e.advance(*b), part, seconds / rounds, size=len_first, repeats=1)
+            best[k] = max(best[k], rate["events_per_s"])
+    res = {
+        k: {
+            "engine_us_per_event": round(1e6 / best[k], 2),
+            "over_plain": round(best["plain"] / best[k], 2),
+            "bytes_per_stream": forecaster.build(family, seed=0, horizon=48, **STATES[k]).bytes_per_stream,
+        }
+        for k in STATES
+    }
+    for k, r in res.items():
+        print(f"{family} {n_streams} streams, {k:26s} {r}", file=sys.stderr)
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -213,6 +252,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     p.add_argument("--naive-events", type=int, default=1000)
     p.add_argument("--out", default="bench/results/engine.json")
+    p.add_argument("--state-only", action="store_true", help="only the cost of the per-stream state kinds")
     a = p.parse_args()
 
     torch.manual_seed(0)
@@ -226,6 +266,12 @@ def main() -> None:
             "device": a.device,
             "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") else None,
         },
+        "state_kinds_lstm_10k": bench_state("lstm", 10_000, a.device, 3 * a.seconds),
+    }
+    if a.state_only:
+        Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
+        return
+    results |= {
         "families": {f: bench_family(f, a.streams, a.device, a.seconds, a.naive_events) for f in a.families},
         "transformer_windows": bench_windows(a.windows, a.window_streams, a.device, a.seconds),
     }

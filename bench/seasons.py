@@ -1,8 +1,9 @@
 """What ``forecaster train`` chooses for the seasonal state of each data set, and why: the
 candidates from the timestamps, the anchor's scaled error for the random walk and the chosen
-weights, on each set's training span (its last H values held out, as training holds them out).
+weights, on each set's training span (its last values held out, as `forecaster train` holds them
+out: H, or more for a handful of series).
 
-    .venv/bin/python bench/seasons.py --data ../shared/data --out bench/results/seasons.json
+    .venv/bin/python bench/seasons.py --data ../shared/data --sets /tmp/sets --out bench/results/seasons.json
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from forecaster.data import PRICE_COLUMNS, PRICES, Series, load_series, seasons_of
 from forecaster.models import ScalerConfig
+from forecaster.training import default_validation
 from forecaster.training.seasonal import choose_seasonal
 
 
@@ -32,6 +34,7 @@ def daily(series: list[Series]) -> list[Series]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data", help="the shared data folder (m4/, ltsf/)")
+    p.add_argument("--sets", help="also the folder bench/sets.py prepared (M1, M3, Tourism monthly; Taylor)")
     p.add_argument("--out", default="bench/results/seasons.json")
     a = p.parse_args()
     root = Path(a.data)
@@ -48,12 +51,16 @@ def main() -> None:
         "Exchange rates (daily)": (lambda: load_series(root / "ltsf/exchange_rate.csv.gz"), 14),
         "bundled stock prices (daily)": (lambda: load_series(PRICES, "long", PRICE_COLUMNS), 8),
     }
+    if a.sets:  # bench/sets.py's prepared sets: their train files hold the training span already
+        for name, horizon in (("m1-monthly", 18), ("m3-monthly", 18), ("tourism-monthly", 24), ("taylor", 48)):
+            sets[name] = (lambda name=name: load_series(Path(a.sets) / f"{name}-train.csv"), horizon)
     result = {}
     for name, (load, horizon) in sets.items():
         series = load()
         candidates = seasons_of(series)
         start = time.monotonic()
-        span = [s.head(len(s) - horizon) for s in series]
+        held_out = default_validation(series, horizon)  # as `forecaster train` holds out by default
+        span = [s.head(len(s) - held_out) for s in series]
         choice = choose_seasonal(span, ScalerConfig(seasons=candidates), horizon)
         c = choice.scaler
         result[name] = {
@@ -61,6 +68,7 @@ def main() -> None:
             "horizon": horizon,
             "candidates": list(candidates),
             "chosen": list(c.seasons),
+            "form": c.seasonal_form if c.seasons else None,
             "alpha": c.smooth_level if c.seasons else None,
             "gamma": c.smooth_season if c.seasons else None,
             "random_walk_error": round(choice.random_walk, 3) if choice.scores else None,
