@@ -1,10 +1,11 @@
 """What an ensemble of trained checkpoints would score: each member evaluated as ``forecaster
 evaluate`` does (streamed through ``update``), then their forecasts combined per origin, with no
-weights fitted (so nothing is tuned on the test values).
+weights fitted (so nothing is tuned on the test values). Checkpoints of any families: a seed
+ensemble to serve is trained as one model by `forecaster train --members K`.
 
     .venv/bin/python bench/ensemble.py --data ../shared/data/m4/M4-Hourly-train.csv.gz \\
-        --test ../shared/data/m4/M4-Hourly-test.csv.gz --members bench/results/m4-hourly/{rnn,lstm,gru,transformer} \\
-        --out bench/results/m4-hourly/ensemble.json
+        --test ../shared/data/m4/M4-Hourly-test.csv.gz --members bench/results/m4-hourly-additive/{rnn,lstm,gru,transformer} \\
+        --out bench/results/m4-hourly-additive/ensemble.json
 
 Point forecasts combine by mean and by median (both reported); quantiles by their mean, which
 keeps a band's coverage near its members'. The JSON holds each member's metrics and each

@@ -118,6 +118,10 @@ def train(
                 "epochs_run": report.epochs,
                 "best_epoch": report.best_epoch,
                 "minutes": report.minutes,
+                "members": [
+                    {"seed": cfg.seed + i, "epochs_run": r.epochs, "best_epoch": r.best_epoch, "minutes": r.minutes}
+                    for i, r in enumerate(report.members)
+                ],
             },
             "validation": report.validation,
             "seasons": chosen,

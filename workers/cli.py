@@ -107,9 +107,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         **_pick(args, _SCALER_FLAGS + _MODEL_FLAGS + _TRAIN_FLAGS),
     )
+    fits = report.members or [report]
+    epochs = ", ".join(f"{r.best_epoch} of {r.epochs}" for r in fits)
     print(
         f"saved {args.out} (seasons {_seasons_text(fc.config.scaler)}, "
-        f"best epoch {report.best_epoch} of {report.epochs}, {report.minutes} min): "
+        f"best epoch{'s' if len(fits) > 1 else ''} {epochs}, {report.minutes} min): "
         + ", ".join(f"{k} {v}" for k, v in report.validation.items())
     )
     if report.left_out:

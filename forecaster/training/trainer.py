@@ -24,6 +24,7 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
 from forecaster.models.forecast_model import ensemble_of, widen
+from forecaster.models.scaling import Scaler
 from forecaster.training.loss import forecast_loss
 from forecaster.training.windows import Prepared, prepare, sample_windows
 
@@ -70,6 +71,7 @@ class TrainReport:
     validation: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # too short to train on (still forecast when served)
+    members: list[TrainReport] = field(default_factory=list)  # an ensemble's, one per member
 
 
 def _validation_outputs(
@@ -194,39 +196,32 @@ def _calibrated(
     }
     if calibrate:
         scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
-        model = _with(model, c.model_copy(update={"interval_scale": scale}))
+        calibrated = ForecastModel(c.model_copy(update={"interval_scale": scale}))
+        calibrated.load_state_dict(model.state_dict())
+        model = calibrated.eval()
         y, t = _validation_outputs(model, val_data, held_out)
         report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(y, t), 4)}
     return model, report
 
 
-def _with(model: ForecastModel, config: ModelConfig) -> ForecastModel:
-    """The same weights under another config (a calibrated band)."""
-    out = ForecastModel(config)
-    out.load_state_dict(model.state_dict())
-    return out.eval()
-
-
 def _train_members(
     series: list[Series], model_config: ModelConfig, cfg: TrainConfig, progress: bool
 ) -> tuple[ForecastModel, TrainReport]:
+    """K single models, seeds seed … seed + K - 1, each with a K-th of the budget; then one
+    model of them, its averaged band calibrated on the same validation values."""
     K = model_config.members
     single = model_config.model_copy(update={"members": 1})
     each = {"max_minutes": cfg.max_minutes / K if cfg.max_minutes else None, "calibrate": False}
     fits = [train(series, single, cfg.model_copy(update={**each, "seed": cfg.seed + i}), progress) for i in range(K)]
-    model = ensemble_of([member for member, _ in fits])
-    held_out = cfg.validation or default_validation(series, model_config.horizon)
-    kept = [s for s in series if s.name not in set(fits[0][1].left_out)]
-    model, report = _calibrated(
-        model.eval(), prepare(kept, model.scaler, model_config.horizon), held_out, cfg.calibrate
-    )
-    report |= {f"member_{i}_loss": r.validation["loss"] for i, (_, r) in enumerate(fits)}
     reports = [r for _, r in fits]
-    return model, TrainReport(
-        sum(r.epochs for r in reports),
-        reports[-1].best_epoch,
-        round(sum(r.minutes for r in reports), 2),
-        report,
-        [h for r in reports for h in r.history],
-        reports[0].left_out,
+    held_out = cfg.validation or default_validation(series, model_config.horizon)
+    left_out = set(reports[0].left_out)
+    val_data = prepare(
+        [s for s in series if s.name not in left_out], Scaler(single.scaler, single.horizon), single.horizon
     )
+    model, report = _calibrated(ensemble_of([m for m, _ in fits]), val_data, held_out, cfg.calibrate)
+    report |= {f"member_{i}_loss": r.validation["loss"] for i, r in enumerate(reports)}
+    history = [{"member": i, **h} for i, r in enumerate(reports) for h in r.history]
+    minutes = round(sum(r.minutes for r in reports), 2)
+    total = sum(r.epochs for r in reports)
+    return model, TrainReport(total, reports[-1].best_epoch, minutes, report, history, reports[0].left_out, reports)

@@ -100,3 +100,20 @@ def test_bad_input_is_one_line_and_exit_2(hourly_csv: Path, tmp_path: Path, args
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_train_an_ensemble_with_a_chosen_seasonal_form(hourly_csv: Path, tmp_path: Path) -> None:
+    ck = tmp_path / "x2"
+    small = ["--d-model", "8", "--n-layer", "1", "--epochs", "2", "--windows-per-epoch", "32", "--span", "64"]
+    r = forecaster(
+        "train", "--data", str(hourly_csv), "--model", "rnn", "--out", str(ck), "--horizon", "6", *small,
+        "--members", "2", "--seasonal-form", "multiplicative", "--quiet",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "multiplicative" in r.stdout and "best epochs" in r.stdout
+    config = json.loads((ck / "config.json").read_text())
+    assert config["model"]["members"] == 2 and config["model"]["scaler"]["seasonal_form"] == "multiplicative"
+    assert [m["seed"] for m in config["training"]["members"]] == [0, 1]
+    bad = forecaster("train", "--data", str(hourly_csv), "--model", "rnn", "--out", str(ck), "--seasonal-form", "log")
+    assert bad.returncode == 2 and "invalid choice: 'log'" in bad.stderr and "Traceback" not in bad.stderr
