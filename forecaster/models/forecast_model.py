@@ -6,7 +6,9 @@
     forecast = a_t + s_t * y                back in the stream's units, around the scaler's anchor
                                             (the last value, or the seasonal forecast with seasons)
 
-``step`` and ``forward`` are the streaming and the sequence forms of the same function.
+``step`` and ``forward`` are the streaming and the sequence forms of the same function. With
+``members`` K > 1 the core and the head are K networks side by side (``ensemble``) and y is the
+mean of their forecasts.
 """
 
 from __future__ import annotations
