@@ -4,7 +4,8 @@ weights fitted (so nothing is tuned on the test values). Checkpoints of any fami
 ensemble to serve is trained as one model by `forecaster train --members K`.
 
     .venv/bin/python bench/ensemble.py --data ../shared/data/m4/M4-Hourly-train.csv.gz \\
-        --test ../shared/data/m4/M4-Hourly-test.csv.gz --members bench/results/m4-hourly-additive/{rnn,lstm,gru,transformer} \\
+        --test ../shared/data/m4/M4-Hourly-test.csv.gz \\
+        --members bench/results/m4-hourly-additive/{rnn,lstm,gru,transformer} \\
         --out bench/results/m4-hourly-additive/ensemble.json
 
 Point forecasts combine by mean and by median (both reported); quantiles by their mean, which
