@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from accuracy import statsforecast_forecasts  # bench/accuracy.py: the same fits as the M4 rows
 
 import forecaster
-from forecaster.data import Series, load_series, season_of
+from forecaster.data import load_series, season_of
 from forecaster.evaluation.evaluate import Scored, evaluate, naive2_reference, score, split
 
 FAMILIES = ("rnn", "lstm", "gru", "transformer")
+STATS = ["AutoETS", "AutoTheta"]
 COMPETITIONS = {"m1": "m1_data.json", "m3": "m3_data.json", "tourism": "tcomp_data.json"}
 FREQUENCIES = {"MONTHLY": "MS", "QUARTERLY": "QS", "YEARLY": "YS"}
 
@@ -75,27 +77,6 @@ def prepare(wheels: Path, out: Path) -> None:
     print(f"taylor: 1 stream of {len(values)} half-hours, the last {week} held out")
 
 
-def _statsforecast(history: list[Series], horizon: int, season: int) -> dict[str, list[np.ndarray]]:
-    """AutoETS and AutoTheta forecasts from the end of every series' history."""
-    from statsforecast import StatsForecast
-    from statsforecast import models as sfm
-
-    frame = pd.DataFrame(
-        {
-            "unique_id": np.repeat([s.name for s in history], [len(s) for s in history]),
-            "ds": np.concatenate([np.arange(len(s)) for s in history]),
-            "y": np.concatenate([s.values for s in history]),
-        }
-    )
-    out = {}
-    for name in ("AutoETS", "AutoTheta"):
-        model = getattr(sfm, name)(season_length=season)
-        fc = StatsForecast(models=[model], freq=1, n_jobs=2).forecast(df=frame, h=horizon)
-        by_id = {uid: g[name].to_numpy() for uid, g in fc.groupby("unique_id", sort=False)}
-        out[name] = [by_id[s.name] for s in history]
-    return out
-
-
 def run(data: Path, name: str, minutes: float, out: Path) -> dict:
     """Every family and baseline on one prepared set; writes <out>/<name>.json."""
     train, test = load_series(data / f"{name}-train.csv"), load_series(data / f"{name}-test.csv")
@@ -121,7 +102,8 @@ def run(data: Path, name: str, minutes: float, out: Path) -> dict:
         }
         print(name, family, rows[family], flush=True)
     if not rolling:  # refitting at each of a stream's 336 origins is beyond this machine's budget
-        for model, points in _statsforecast(train, horizon, season).items():
+        runs = statsforecast_forecasts([s.values for s in train], [s.name for s in train], horizon, season, STATS)
+        for model, (points, _) in runs.items():
             results = [Scored(s.name, s.values, t, p[: len(t)], None) for (s, t), p in zip(pairs, points, strict=True)]
             metrics = score(results, naive2_reference(results, season), season, None)
             rows[f"statsforecast {model}"] = {k: metrics[k] for k in ("smape", "mase", "owa")}

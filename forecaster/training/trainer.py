@@ -24,7 +24,6 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
 from forecaster.models.forecast_model import ensemble_of, widen
-from forecaster.models.scaling import Scaler
 from forecaster.training.loss import forecast_loss
 from forecaster.training.windows import Prepared, prepare, sample_windows
 
@@ -216,10 +215,9 @@ def _train_members(
     reports = [r for _, r in fits]
     held_out = cfg.validation or default_validation(series, model_config.horizon)
     left_out = set(reports[0].left_out)
-    val_data = prepare(
-        [s for s in series if s.name not in left_out], Scaler(single.scaler, single.horizon), single.horizon
-    )
-    model, report = _calibrated(ensemble_of([m for m, _ in fits]), val_data, held_out, cfg.calibrate)
+    model = ensemble_of([m for m, _ in fits])
+    val_data = prepare([s for s in series if s.name not in left_out], model.scaler, single.horizon)
+    model, report = _calibrated(model, val_data, held_out, cfg.calibrate)
     report |= {f"member_{i}_loss": r.validation["loss"] for i, r in enumerate(reports)}
     history = [{"member": i, **h} for i, r in enumerate(reports) for h in r.history]
     minutes = round(sum(r.minutes for r in reports), 2)
