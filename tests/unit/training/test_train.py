@@ -78,6 +78,20 @@ def test_calibration_factor_covers_the_requested_share() -> None:
     assert abs(float(((t.abs() <= c).float()).mean()) - 0.8) < 0.01
 
 
+def test_calibration_weighs_every_horizon_alike_though_later_ones_are_known_at_fewer_origins() -> None:
+    rng = np.random.default_rng(2)
+    t = torch.tensor(rng.normal(0, 1.0, (900, 3)) * np.array([1.0, 2.0, 4.0]))  # spread grows with the horizon
+    t[300:, 2] = float("nan")  # the last origins of a held-out span do not know their last steps
+    t[600:, 1] = float("nan")
+    y = torch.zeros(900, 4, 3)
+    y[:, 1], y[:, 3] = -1.0, 1.0
+    c = calibrate_interval(y, t, 0.8)
+    per_step = [float((t[:, h].abs() <= c)[~t[:, h].isnan()].float().mean()) for h in range(3)]
+    assert abs(np.mean(per_step) - 0.8) < 0.01
+    pooled = float((t.abs() <= c).sum() / (~t.isnan()).sum())
+    assert pooled > 0.85  # pooled, the short horizons' many origins would have called this band too wide
+
+
 def test_series_too_short_to_train_on_are_left_out_and_a_data_error_only_when_all_are() -> None:
     short = Series("x", np.arange(10.0), np.arange(10.0))
     with pytest.raises(DataError, match="every series is too short to train on"):
