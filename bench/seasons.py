@@ -1,5 +1,5 @@
 """What ``forecaster train`` chooses for the seasonal state of each data set, and why: the
-candidates from the timestamps, the anchor's scaled error for the random walk and the chosen
+candidates from the timestamps, the anchor's scaled error for the random walk, the level alone and the chosen
 weights, on each set's training span (its last values held out, as `forecaster train` holds them
 out: H, or more for a handful of series).
 
@@ -52,7 +52,9 @@ def main() -> None:
         "bundled stock prices (daily)": (lambda: load_series(PRICES, "long", PRICE_COLUMNS), 8),
     }
     if a.sets:  # bench/sets.py's prepared sets: their train files hold the training span already
-        for name, horizon in (("m1-monthly", 18), ("m3-monthly", 18), ("tourism-monthly", 24), ("taylor", 48)):
+        prepared = {"m1-monthly": 18, "m3-monthly": 18, "tourism-monthly": 24, "taylor": 48}
+        prepared |= {"m1-quarterly": 8, "m3-quarterly": 8, "tourism-quarterly": 8}
+        for name, horizon in prepared.items():
             sets[name] = (lambda name=name: load_series(Path(a.sets) / f"{name}-train.csv"), horizon)
     result = {}
     for name, (load, horizon) in sets.items():
@@ -72,6 +74,7 @@ def main() -> None:
             "alpha": c.smooth_level if c.seasons else None,
             "gamma": c.smooth_season if c.seasons else None,
             "random_walk_error": round(choice.random_walk, 3) if choice.scores else None,
+            "level_error": round(choice.level, 3) if choice.scores else None,
             "best_error": round(min(choice.scores.values()), 3) if choice.scores else None,
             "chosen_error": round(choice.scores[(c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)], 3)
             if c.seasons and choice.scores

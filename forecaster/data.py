@@ -181,8 +181,8 @@ def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
 
 # Seasonal periods (in observations) worth trying, by the spacing of the timestamps: the day and
 # the week for intraday data, the week for daily, the year for weekly, monthly and quarterly data.
-# Candidates only: ``forecaster train`` keeps those whose smoothed forecast beats the random walk
-# on the training data (forecaster.training.seasonal), so daily prices end up with none.
+# Candidates only: ``forecaster train`` keeps those whose smoothed forecast beats the smoothed
+# level alone on the training data (forecaster.training.seasonal), so daily prices end up with none.
 _DAY = 86_400.0
 _SPACING_SEASONS = (
     (60.0, (60, 1440)),

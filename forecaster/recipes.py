@@ -70,7 +70,7 @@ def train(
     forecast, with the training report (validation loss and coverage, epochs, minutes).
 
     ``seasons``: the seasonal periods in observations; by default candidates from the
-    timestamps (hourly: 24 and 168, daily: 7, …), kept only where they beat the random walk on
+    timestamps (hourly: 24 and 168, daily: 7, …), kept only where they beat the level alone on
     the training data; ``[]`` for none. ``options``: model fields (``horizon``, ``d_model``,
     ``n_layer``, ``window``, …), training fields (``max_minutes``, ``epochs``, ``lr``,
     ``validation``, ``seed``, …) and the smoothing weights (``smooth_level``,
@@ -100,6 +100,7 @@ def train(
         if choice.scores:  # the anchor's scaled error on the training span: why these seasons
             chosen |= {
                 "random_walk_error": round(choice.random_walk, 4),
+                "level_error": round(choice.level, 4),
                 "best_error": round(min(choice.scores.values()), 4),
             }
     config = config.model_copy(update={"scaler": scaler})

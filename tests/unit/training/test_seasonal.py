@@ -21,7 +21,18 @@ def test_a_cycle_in_the_data_is_kept_with_weights_from_the_grid() -> None:
         choice.scores[(c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)],
         min(choice.scores.values()),
     )
-    assert picked <= min(best * (1 + TOLERANCE), choice.random_walk)  # smoother, but hardly worse
+    assert picked <= min(best * (1 + TOLERANCE), choice.level)  # smoother, but hardly worse
+
+
+def test_a_cycle_on_a_steep_trend_is_kept_though_the_last_value_beats_every_smoothed_anchor() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(60.0)
+    cycle = 2.0 * np.tile([1.0, -0.5, -1.5, 1.0], 15)
+    slopes = 2 * rng.uniform(0.5, 1.5, 20)
+    quarters = [Series(f"q{i}", t, 100 + b * t + cycle + rng.normal(0, 1, 60)) for i, b in enumerate(slopes)]
+    choice = choose_seasonal(quarters, ScalerConfig(seasons=(4,)), horizon=8)
+    assert choice.random_walk < min(choice.scores.values()) < choice.level  # a lagging level, helped by the cycle
+    assert choice.scaler.seasons == (4,)
 
 
 def test_prices_without_a_cycle_get_no_season_unless_one_is_asked_for() -> None:
