@@ -92,6 +92,14 @@ def test_calibration_weighs_every_horizon_alike_though_later_ones_are_known_at_f
     assert pooled > 0.85  # pooled, the short horizons' many origins would have called this band too wide
 
 
+def test_the_budget_ends_an_epoch_that_would_outlast_it() -> None:
+    cfg = FAST.model_copy(update={"windows_per_epoch": 10**6, "max_minutes": 0.002})  # 31,250 batches, 0.12 s
+    _, report = train(seasonal_series(), ModelConfig(family="rnn", **TINY), cfg, progress=False)
+    assert report.epochs == 1
+    assert 1 <= report.history[0]["batches"] < 31_250  # stopped mid-epoch, then validated and calibrated
+    assert "coverage" in report.validation
+
+
 def test_series_too_short_to_train_on_are_left_out_and_a_data_error_only_when_all_are() -> None:
     short = Series("x", np.arange(10.0), np.arange(10.0))
     with pytest.raises(DataError, match="every series is too short to train on"):
