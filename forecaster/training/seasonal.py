@@ -130,11 +130,13 @@ def choose_seasonal(
     # smoothest (least alpha, then gamma). Anchors that close score alike alone, but a steadier
     # level was the better base for the network (M4 Hourly: alpha 0.01 scored 1% better alone
     # than 0.001, and the RNN trained on it was 10% worse). The margin is capped at TOLERANCE
-    # of the best, and the pick must still beat the level alone: a handful of series has a wide
-    # standard error, which must not buy smoothness with accuracy.
+    # of the best, and the pick must still beat each reference the best beats (the level alone,
+    # the random walk): a handful of series has a wide standard error, which must not buy
+    # smoothness with accuracy.
     e = errors[best]
     se = e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else 0.0
-    bar = min(scores[best] + se, scores[best] * (1 + TOLERANCE), max(scores[best], level if may_drop else np.inf))
+    reference = min(level, random_walk) if may_drop else np.inf
+    bar = min(scores[best] + se, scores[best] * (1 + TOLERANCE), max(scores[best], reference))
     # Within that bar the multiplicative form comes first (where it was tried): its factors follow
     # the level, where additive profiles keep the amplitude of the past (an M1 monthly series that
     # fell thirty-fold kept profiles thirty times its new size).
