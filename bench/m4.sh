@@ -3,7 +3,7 @@
 #   bench/m4.sh [SET: Hourly|Weekly (default Hourly)] [DATA_DIR (default ../shared/data/m4)]
 #               [MAX_MINUTES per family (default 8)] [OUT (default bench/results/m4-<set>)]
 # Seasons: candidates from the M4 ids (hourly 24 and 168, weekly 52), kept by `forecaster train` only
-# where they beat the random walk on the train file; FAMILIES="lstm gru" picks families.
+# where they beat the smoothed level alone on the train file; FAMILIES="lstm gru" picks families.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 set=${1:-Hourly}

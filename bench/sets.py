@@ -11,8 +11,8 @@ week held out and scored from every origin, as `evaluate --rolling` does).
     .venv/bin/python bench/sets.py prepare --wheels /tmp/wheels --out /tmp/sets
     .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --minutes 3 --out bench/results/sets
 
-Tuning and reporting are kept apart: M1 monthly is where choices were tried (the tuning set);
-M3 monthly, Tourism monthly and Taylor were only scored.
+Tuning and reporting are kept apart: M1 (monthly, quarterly) is where choices were tried (the
+tuning set); M3, Tourism and Taylor were only scored.
 """
 
 from __future__ import annotations
