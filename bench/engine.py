@@ -211,6 +211,10 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
         "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
         "members": 3,
     },
+    "multiplicative, 5 members": {
+        "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
+        "members": 5,
+    },
 }
 
 
