@@ -207,13 +207,12 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
     "plain": {},
     "additive 24+168": {"scaler": ScalerConfig(seasons=(24, 168))},
     "multiplicative 24+168": {"scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative")},
-    "multiplicative, 3 members": {
-        "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
-        "members": 3,
-    },
-    "multiplicative, 5 members": {
-        "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
-        "members": 5,
+    **{
+        f"multiplicative, {k} members": {
+            "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
+            "members": k,
+        }
+        for k in (3, 5)
     },
 }
 
