@@ -2,7 +2,8 @@
 
 Validation is time-based: the last ``validation`` values of every series are never trained on.
 The model is scored on forecasts made from every origin in that held-out span (causal, so one
-forward pass over each whole series gives them all). Training keeps the weights of the best
+forward pass over each whole series gives them all), every step ahead weighing the same, as in
+the scores of a forecast from one origin (``horizon_loss``). Training keeps the weights of the best
 validation loss and stops after ``patience`` epochs without improvement, or once ``max_minutes``
 have passed (checked after every batch, so a large data set's long epoch cannot outlast it).
 Finally the 0.1–0.9 band is calibrated on the same held-out forecasts: the spread of the
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
 from forecaster.models.forecast_model import ensemble_of, widen
-from forecaster.training.loss import forecast_loss
+from forecaster.training.loss import forecast_loss, horizon_loss
 from forecaster.training.windows import Prepared, prepare, sample_windows
 
 
@@ -178,7 +179,7 @@ def train(
         running = sum(losses) / len(losses)
         model.eval()
         y, t = _validation_outputs(model, val_data, held_out)
-        val = float(forecast_loss(y, t, model_config.quantiles))
+        val = float(horizon_loss(y, t, model_config.quantiles))
         history.append(
             {"epoch": epoch, "batches": len(losses), "train_loss": round(running, 5), "val_loss": round(val, 5)}
         )
@@ -203,7 +204,7 @@ def _calibrated(
     c = model.config
     y, t = _validation_outputs(model, val_data, held_out)
     report = {
-        "loss": round(float(forecast_loss(y, t, c.quantiles)), 5),
+        "loss": round(float(horizon_loss(y, t, c.quantiles)), 5),
         "coverage_uncalibrated": round(_band_coverage(y, t), 4),
     }
     if calibrate:

@@ -52,7 +52,10 @@ def sample_windows(
     targets (n, L, H). A window starting mid-series begins from fresh state, unlike a stream, so
     its first ``burn_in`` targets are masked (NaN); series shorter than L are padded at the end."""
     lengths = np.array([len(d.features) for d in data])
-    weights = lengths / lengths.sum()  # every position equally likely
+    # Series drawn in proportion to length: a position of a series at least L long is as likely as
+    # any other, one of a shorter series (which comes whole) weighs its length / L as much (M1
+    # monthly: drawing those in proportion to max(length, L) instead scored within the seed spread).
+    weights = lengths / lengths.sum()
     F, H = data[0].features.shape[1], data[0].targets.shape[1]
     feats = torch.zeros(n, length, F)
     targs = torch.full((n, length, H), float("nan"))

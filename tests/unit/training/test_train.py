@@ -7,7 +7,7 @@ import torch
 from forecaster.data import DataError, Series
 from forecaster.models import ModelConfig
 from forecaster.training import TrainConfig, train
-from forecaster.training.loss import forecast_loss
+from forecaster.training.loss import forecast_loss, horizon_loss
 from forecaster.training.trainer import MIN_VALIDATION_ORIGINS, calibrate_interval, default_validation
 
 TINY = {"d_model": 16, "n_layer": 1, "d_ff": 32, "window": 16, "horizon": 4}
@@ -43,6 +43,17 @@ def test_loss_ignores_unknown_targets() -> None:
     y = torch.zeros(2, 4, 3)
     t = torch.tensor([[1.0, 2.0, float("nan")], [float("nan")] * 3])
     assert forecast_loss(y, t, (0.1, 0.5, 0.9)) == forecast_loss(y[:1, :, :2], t[:1, :2], (0.1, 0.5, 0.9))
+
+
+def test_the_validation_loss_weighs_every_step_ahead_the_same() -> None:
+    """Held-out origins near the end know their first steps only: step 1 errs by 1 at three
+    origins, step 2 by 3 at the one origin that knows it. Pooled, step 1 would weigh thrice."""
+    y = torch.zeros(3, 2, 2)  # a point and the 0.5 quantile: |error| + |error| / 2
+    t = torch.tensor([[1.0, 3.0], [1.0, float("nan")], [1.0, float("nan")]])
+    assert float(horizon_loss(y, t, (0.5,))) == pytest.approx((1.5 + 4.5) / 2)
+    assert float(forecast_loss(y, t, (0.5,))) == pytest.approx((3 * 1.5 + 4.5) / 4)
+    full = torch.tensor([[1.0, 3.0]] * 3)
+    assert float(horizon_loss(y, full, (0.5,))) == pytest.approx(float(forecast_loss(y, full, (0.5,))))
 
 
 @pytest.mark.parametrize("family", ["gru", "transformer"])
