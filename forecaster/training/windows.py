@@ -26,23 +26,32 @@ class Prepared:
 
 
 def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256) -> list[Prepared]:
-    """Each series normalised from its start, ``chunk`` series per batched pass (padded at the
-    end, which causal statistics never look back at)."""
-    out = []
-    for i in range(0, len(series), chunk):
-        part = series[i : i + chunk]
-        x = torch.zeros(len(part), max(len(s) for s in part), dtype=torch.float64)  # (B, T)
-        for j, s in enumerate(part):
-            x[j, : len(s)] = torch.tensor(s.values, dtype=torch.float64)  # a copy: the values may be read-only
+    """Each series normalised from its start, ``chunk`` series of like lengths per batched pass
+    (padded at the end, which causal statistics never look back at); in the order given."""
+    order = sorted(range(len(series)), key=lambda i: len(series[i]))
+    out: dict[int, Prepared] = {}
+    for i in range(0, len(order), chunk):
+        part = order[i : i + chunk]
+        x = torch.zeros(len(part), len(series[part[-1]]), dtype=torch.float64)  # (B, T)
+        for j, n in enumerate(part):
+            values = series[n].values
+            x[j, : len(values)] = torch.tensor(values, dtype=torch.float64)  # a copy: the values may be read-only
         features, anchor, scale = scaler.sequence(x)
-        for j, s in enumerate(part):
-            T = len(s)
+        for j, n in enumerate(part):
+            T = len(series[n])
             future = torch.full((T, horizon), float("nan"), dtype=torch.float64)
             for k in range(1, horizon + 1):
                 future[: T - k, k - 1] = x[j, k:T]
             targets = (future - anchor[j, :T]) / scale[j, :T, None]
-            out.append(Prepared(features[j, :T], targets.float()))
-    return out
+            out[n] = Prepared(features[j, :T], targets.float())
+    return [out[n] for n in range(len(series))]
+
+
+def head(data: Prepared, length: int) -> Prepared:
+    """The first ``length`` positions, as ``prepare`` makes them from the series' first ``length``
+    values: the features are causal, and targets past that end become unknown."""
+    steps = torch.arange(length)[:, None] + torch.arange(1, data.targets.shape[1] + 1)[None, :]
+    return Prepared(data.features[:length], data.targets[:length].masked_fill(steps >= length, float("nan")))
 
 
 def sample_windows(

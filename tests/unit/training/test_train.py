@@ -5,10 +5,19 @@ import pytest
 import torch
 
 from forecaster.data import DataError, Series
-from forecaster.models import ModelConfig
+from forecaster.models import ForecastModel, ModelConfig, ScalerConfig
 from forecaster.training import TrainConfig, train
 from forecaster.training.loss import forecast_loss, horizon_loss
-from forecaster.training.trainer import MIN_VALIDATION_ORIGINS, calibrate_interval, default_validation
+from forecaster.training.trainer import (
+    MAX_VALIDATION_SERIES,
+    MIN_VALIDATION_ORIGINS,
+    _band_coverage,
+    _validation_outputs,
+    _validation_sample,
+    calibrate_interval,
+    default_validation,
+)
+from forecaster.training.windows import head, prepare
 
 TINY = {"d_model": 16, "n_layer": 1, "d_ff": 32, "window": 16, "horizon": 4}
 FAST = TrainConfig(
@@ -101,6 +110,28 @@ def test_calibration_weighs_every_horizon_alike_though_later_ones_are_known_at_f
     assert abs(np.mean(per_step) - 0.8) < 0.01
     pooled = float((t.abs() <= c).sum() / (~t.isnan()).sum())
     assert pooled > 0.85  # pooled, the short horizons' many origins would have called this band too wide
+
+
+def test_a_series_head_is_prepared_as_its_prefix() -> None:
+    """Training reads each series' head off the whole series' preparation: causal features, and
+    targets past the head unknown, exactly as preparing the head alone."""
+    s = seasonal_series(n=1, length=80)[0]
+    scaler = ForecastModel(ModelConfig(family="rnn", **TINY, scaler=ScalerConfig(seasons=(12,)))).scaler
+    cut, alone = head(prepare([s], scaler, 4)[0], 60), prepare([s.head(60)], scaler, 4)[0]
+    assert torch.equal(cut.features, alone.features)
+    assert torch.equal(cut.targets.isnan(), alone.targets.isnan()) and int(cut.targets.isnan().sum()) == 1 + 2 + 3 + 4
+    assert torch.equal(torch.nan_to_num(cut.targets), torch.nan_to_num(alone.targets))
+
+
+def test_the_reported_coverage_is_the_calibrated_models_and_validation_is_sampled_on_wide_sets() -> None:
+    series = seasonal_series()
+    model, report = train(series, ModelConfig(family="gru", **TINY), FAST, progress=False)
+    y, t = _validation_outputs(model, prepare(series, model.scaler, 4), FAST.validation)
+    assert report.validation["coverage"] == pytest.approx(_band_coverage(y, t), abs=1e-3)
+    wide = list(range(MAX_VALIDATION_SERIES + 10))
+    sample = _validation_sample(wide, seed=0)
+    assert len(sample) == MAX_VALIDATION_SERIES and sample == sorted(sample) and sample == _validation_sample(wide, 0)
+    assert _validation_sample(wide[:5], seed=0) == wide[:5]
 
 
 def test_the_budget_ends_an_epoch_that_would_outlast_it() -> None:
