@@ -28,6 +28,7 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
 from forecaster.models.forecast_model import ensemble_of, widen
+from forecaster.models.scaling import Scaler
 from forecaster.training.loss import forecast_loss, horizon_loss
 from forecaster.training.windows import Prepared, head, prepare, sample_windows
 
@@ -125,16 +126,18 @@ def calibrate_interval(y: Tensor, target: Tensor, coverage: float) -> float:
     return math.exp(hi)
 
 
-def train(
-    series: list[Series], model_config: ModelConfig, cfg: TrainConfig | None = None, progress: bool = True
-) -> tuple[ForecastModel, TrainReport]:
-    """Fit a fresh model of ``model_config`` to ``series``; returns the best model and a report.
-    An ensemble (``members`` K > 1) trains K networks one after another, seeds ``seed`` … ``seed
-    + K - 1``, each with a K-th of ``max_minutes``, and calibrates their averaged band."""
-    start = time.monotonic()  # the budget counts the data's preparation and validation too
-    cfg = cfg or TrainConfig()
-    if model_config.members > 1:
-        return _train_members(series, model_config, cfg, progress)
+@dataclass
+class _Split:
+    """A data set made ready once, for one network or every member of an ensemble."""
+
+    train: list[Prepared]  # each series less its held-out span
+    validation: list[Prepared]  # whole series (a sample of a wide set)
+    held_out: int
+    left_out: list[str]
+
+
+def _split(series: list[Series], model_config: ModelConfig, cfg: TrainConfig) -> _Split:
+    """The series long enough to train on, normalised once, less and with their held-out spans."""
     H = model_config.horizon
     held_out = cfg.validation or default_validation(series, H)
     need = held_out + H + 2
@@ -145,13 +148,33 @@ def train(
             f"every series is too short to train on: each needs at least {need} values "
             f"(validation {held_out} + horizon {H} + 2)"
         )
+    prepared = prepare(series, Scaler(model_config.scaler, H), H)
+    train_data = [head(d, len(d.features) - held_out) for d in prepared]
+    return _Split(train_data, _validation_sample(prepared, cfg.seed), held_out, left_out)
+
+
+def train(
+    series: list[Series], model_config: ModelConfig, cfg: TrainConfig | None = None, progress: bool = True
+) -> tuple[ForecastModel, TrainReport]:
+    """Fit a fresh model of ``model_config`` to ``series``; returns the best model and a report.
+    An ensemble (``members`` K > 1) trains K networks one after another, seeds ``seed`` … ``seed
+    + K - 1``, each with a K-th of what is left of ``max_minutes``, and calibrates their averaged band."""
+    start = time.monotonic()  # the budget counts the data's preparation and validation too
+    cfg = cfg or TrainConfig()
+    data = _split(series, model_config, cfg)
+    if model_config.members > 1:
+        return _train_members(data, model_config, cfg, progress, start)
+    return _fit(data, model_config, cfg, progress, start)
+
+
+def _fit(
+    data: _Split, model_config: ModelConfig, cfg: TrainConfig, progress: bool, start: float
+) -> tuple[ForecastModel, TrainReport]:
+    """One network on prepared data, its budget counted from ``start``."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = ForecastModel(model_config)
-    prepared = prepare(series, model.scaler, H)
-    train_data = [head(d, len(d.features) - held_out) for d in prepared]
-    val_data = _validation_sample(prepared, cfg.seed)
-    lengths = np.array([len(d.features) for d in train_data])
+    lengths = np.array([len(d.features) for d in data.train])
     # A window scores `span` positions of a long series but all of a shorter one (sampled in
     # proportion to length): an epoch is as many windows as score every position once, on average.
     scored = float((lengths * np.minimum(lengths, cfg.span)).sum() / lengths.sum())
@@ -171,7 +194,7 @@ def train(
         model.train()
         losses = []
         for _ in range(batches):
-            feats, targs = sample_windows(train_data, cfg.batch_size, window, cfg.burn_in, rng)
+            feats, targs = sample_windows(data.train, cfg.batch_size, window, cfg.burn_in, rng)
             loss = forecast_loss(model.read_out(model.core(feats)), targs, model_config.quantiles)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -183,7 +206,7 @@ def train(
                 break
         running = sum(losses) / len(losses)
         model.eval()
-        y, t = _validation_outputs(model, val_data, held_out)
+        y, t = _validation_outputs(model, data.validation, data.held_out)
         val = float(horizon_loss(y, t, model_config.quantiles))
         history.append(
             {"epoch": epoch, "batches": len(losses), "train_loss": round(running, 5), "val_loss": round(val, 5)}
@@ -197,9 +220,9 @@ def train(
     bar.close()
 
     model.load_state_dict(best_state)
-    model, report = _calibrated(model.eval(), val_data, held_out, cfg.calibrate)
+    model, report = _calibrated(model.eval(), data.validation, data.held_out, cfg.calibrate)
     minutes = round((time.monotonic() - start) / 60, 2)
-    return model, TrainReport(epoch, best_epoch, minutes, report, history, left_out)
+    return model, TrainReport(epoch, best_epoch, minutes, report, history, data.left_out)
 
 
 def _validation_sample(data: list[Prepared], seed: int) -> list[Prepared]:
@@ -231,24 +254,22 @@ def _calibrated(
 
 
 def _train_members(
-    series: list[Series], model_config: ModelConfig, cfg: TrainConfig, progress: bool
+    data: _Split, model_config: ModelConfig, cfg: TrainConfig, progress: bool, start: float
 ) -> tuple[ForecastModel, TrainReport]:
-    """K single models, seeds seed … seed + K - 1, each with a K-th of the budget; then one
-    model of them, its averaged band calibrated on the same validation values."""
+    """K single models, seeds seed … seed + K - 1, each with a K-th of the budget left after the
+    preparation; then one model of them, its averaged band calibrated on the same validation values."""
     K = model_config.members
     single = model_config.model_copy(update={"members": 1})
-    each = {"max_minutes": cfg.max_minutes / K if cfg.max_minutes else None, "calibrate": False}
-    fits = [train(series, single, cfg.model_copy(update={**each, "seed": cfg.seed + i}), progress) for i in range(K)]
+    left = cfg.max_minutes - (time.monotonic() - start) / 60 if cfg.max_minutes else None
+    each = {"max_minutes": max(left / K, 1e-6) if left is not None else None, "calibrate": False}
+    fits = [
+        _fit(data, single, cfg.model_copy(update={**each, "seed": cfg.seed + i}), progress, time.monotonic())
+        for i in range(K)
+    ]
     reports = [r for _, r in fits]
-    held_out = cfg.validation or default_validation(series, model_config.horizon)
-    left_out = set(reports[0].left_out)
-    model = ensemble_of([m for m, _ in fits])
-    val_data = _validation_sample(
-        prepare([s for s in series if s.name not in left_out], model.scaler, single.horizon), cfg.seed
-    )
-    model, report = _calibrated(model, val_data, held_out, cfg.calibrate)
+    model, report = _calibrated(ensemble_of([m for m, _ in fits]), data.validation, data.held_out, cfg.calibrate)
     report |= {f"member_{i}_loss": r.validation["loss"] for i, r in enumerate(reports)}
     history = [{"member": i, **h} for i, r in enumerate(reports) for h in r.history]
-    minutes = round(sum(r.minutes for r in reports), 2)
+    minutes = round((time.monotonic() - start) / 60, 2)
     total = sum(r.epochs for r in reports)
-    return model, TrainReport(total, reports[-1].best_epoch, minutes, report, history, reports[0].left_out, reports)
+    return model, TrainReport(total, reports[-1].best_epoch, minutes, report, history, data.left_out, reports)

@@ -83,6 +83,18 @@ def test_same_seed_same_weights() -> None:
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
+def test_an_ensembles_members_are_the_single_models_of_their_seeds() -> None:
+    """The members share one preparation of the data; each trains as a single model would."""
+    series = seasonal_series(n=3, length=120)
+    cfg = FAST.model_copy(update={"epochs": 2})
+    config = ModelConfig(family="lstm", **TINY)
+    ensemble, report = train(series, config.model_copy(update={"members": 2}), cfg, progress=False)
+    second, _ = train(series, config, cfg.model_copy(update={"seed": 1}), progress=False)
+    assert [r.epochs for r in report.members] == [2, 2]
+    member = ensemble.core.members[1].state_dict()
+    assert all(torch.equal(member[k], v) for k, v in second.core.state_dict().items())
+
+
 def test_calibration_hits_the_nominal_coverage_on_validation() -> None:
     model, report = train(seasonal_series(), ModelConfig(family="rnn", **TINY), FAST, progress=False)
     assert abs(report.validation["coverage"] - 0.8) < 0.01
