@@ -27,10 +27,14 @@ def forecast_loss(y: Tensor, target: Tensor, quantiles: tuple[float, ...]) -> Te
     return per.sum() / known.sum().clamp(min=1)
 
 
-def horizon_loss(y: Tensor, target: Tensor, quantiles: tuple[float, ...]) -> Tensor:
-    """As ``forecast_loss`` for forecasts (N, 1 + Q, H), but every step ahead weighs the same.
-    Held-out origins near the end of a span know only their first steps: pooled, those would
-    decide early stopping for the short horizons alone."""
-    per, known = _losses(y, target, quantiles)
+def step_mean(values: Tensor, known: Tensor) -> Tensor:
+    """values (N, H) over N forecast origins -> the mean of each step ahead over the origins that
+    know it, then over the steps: every step weighs the same. Held-out origins near the end of a
+    span know only their first steps; pooled, those would speak for the short horizons alone."""
     counted = known.sum(0)
-    return (per.sum(0) / counted.clamp(min=1))[counted > 0].mean()
+    return ((values * known).sum(0) / counted.clamp(min=1))[counted > 0].mean()
+
+
+def horizon_loss(y: Tensor, target: Tensor, quantiles: tuple[float, ...]) -> Tensor:
+    """As ``forecast_loss`` for forecasts (N, 1 + Q, H), but every step ahead weighs the same."""
+    return step_mean(*_losses(y, target, quantiles))

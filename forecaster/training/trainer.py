@@ -29,7 +29,7 @@ from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
 from forecaster.models.forecast_model import ensemble_of, widen
 from forecaster.models.scaling import Scaler
-from forecaster.training.loss import forecast_loss, horizon_loss
+from forecaster.training.loss import forecast_loss, horizon_loss, step_mean
 from forecaster.training.windows import Prepared, head, prepare, sample_windows
 
 
@@ -105,11 +105,13 @@ def _validation_outputs(
 def _band_coverage(y: Tensor, target: Tensor) -> float:
     """The band's coverage averaged over horizons: the last origins of a held-out span know only
     their first steps, and pooled they would calibrate the band to the short horizons."""
-    known = ~torch.isnan(target)
     inside = (target >= y[:, 1]) & (target <= y[:, -1])
-    counted = known.sum(0)
-    per_step = (inside & known).sum(0) / counted.clamp(min=1)
-    return float(per_step[counted > 0].mean())
+    return float(step_mean(inside.float(), ~torch.isnan(target)))
+
+
+def _spread(y: Tensor, factor: float) -> Tensor:
+    """Outputs (N, 1 + Q, H) with the quantiles spread by ``factor``, as ``read_out`` would."""
+    return torch.cat([y[:, :1], widen(y[:, 1:], factor)], dim=1)
 
 
 def calibrate_interval(y: Tensor, target: Tensor, coverage: float) -> float:
@@ -117,7 +119,7 @@ def calibrate_interval(y: Tensor, target: Tensor, coverage: float) -> float:
     covers ``coverage`` of the held-out truths: a bisection on log c (coverage grows with c)."""
 
     def covered(c: float) -> float:
-        return _band_coverage(torch.cat([y[:, :1], widen(y[:, 1:], c)], dim=1), target)
+        return _band_coverage(_spread(y, c), target)
 
     lo, hi = math.log(0.01), math.log(100.0)
     for _ in range(40):
@@ -188,6 +190,7 @@ def _fit(
         return cfg.max_minutes is not None and (time.monotonic() - start) / 60 >= cfg.max_minutes
 
     best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []
+    best_outputs: tuple[Tensor, Tensor] | None = None  # the validation outputs of the best weights
     bar = tqdm(total=cfg.epochs, unit="epoch", disable=not progress, dynamic_ncols=True)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -212,7 +215,7 @@ def _fit(
             {"epoch": epoch, "batches": len(losses), "train_loss": round(running, 5), "val_loss": round(val, 5)}
         )
         if val < best:
-            best, best_state, best_epoch = val, copy.deepcopy(model.state_dict()), epoch
+            best, best_state, best_epoch, best_outputs = val, copy.deepcopy(model.state_dict()), epoch, (y, t)
         bar.set_postfix(loss=f"{running:.4f}", val=f"{val:.4f}", best=f"{best:.4f}@{best_epoch}")
         bar.update()
         if epoch - best_epoch >= cfg.patience or out_of_time():
@@ -220,7 +223,8 @@ def _fit(
     bar.close()
 
     model.load_state_dict(best_state)
-    model, report = _calibrated(model.eval(), data.validation, data.held_out, cfg.calibrate)
+    outputs = best_outputs or _validation_outputs(model.eval(), data.validation, data.held_out)  # none improved
+    model, report = _calibrated(model.eval(), *outputs, cfg.calibrate)
     minutes = round((time.monotonic() - start) / 60, 2)
     return model, TrainReport(epoch, best_epoch, minutes, report, history, data.left_out)
 
@@ -233,12 +237,10 @@ def _validation_sample(data: list[Prepared], seed: int) -> list[Prepared]:
     return [data[i] for i in sorted(pick)]
 
 
-def _calibrated(
-    model: ForecastModel, val_data: list[Prepared], held_out: int, calibrate: bool
-) -> tuple[ForecastModel, dict[str, float]]:
-    """The model with its band scaled to the nominal coverage on validation, and the figures."""
+def _calibrated(model: ForecastModel, y: Tensor, t: Tensor, calibrate: bool) -> tuple[ForecastModel, dict[str, float]]:
+    """The model with its band scaled to the nominal coverage on validation, and the figures;
+    ``y``, ``t``: its outputs and the truths there (``_validation_outputs``)."""
     c = model.config
-    y, t = _validation_outputs(model, val_data, held_out)
     report = {
         "loss": round(float(horizon_loss(y, t, c.quantiles)), 5),
         "coverage_uncalibrated": round(_band_coverage(y, t), 4),
@@ -248,8 +250,7 @@ def _calibrated(
         calibrated = ForecastModel(c.model_copy(update={"interval_scale": scale}))
         calibrated.load_state_dict(model.state_dict())
         model = calibrated.eval()
-        widened = torch.cat([y[:, :1], widen(y[:, 1:], scale)], dim=1)  # as read_out now spreads them
-        report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(widened, t), 4)}
+        report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(_spread(y, scale), t), 4)}
     return model, report
 
 
@@ -267,7 +268,8 @@ def _train_members(
         for i in range(K)
     ]
     reports = [r for _, r in fits]
-    model, report = _calibrated(ensemble_of([m for m, _ in fits]), data.validation, data.held_out, cfg.calibrate)
+    ensemble = ensemble_of([m for m, _ in fits])
+    model, report = _calibrated(ensemble, *_validation_outputs(ensemble, data.validation, data.held_out), cfg.calibrate)
     report |= {f"member_{i}_loss": r.validation["loss"] for i, r in enumerate(reports)}
     history = [{"member": i, **h} for i, r in enumerate(reports) for h in r.history]
     minutes = round((time.monotonic() - start) / 60, 2)
