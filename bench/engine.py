@@ -32,6 +32,7 @@ import torch
 
 import forecaster
 from forecaster.models import FAMILIES, ForecastModel, ScalerConfig, advance, init_state
+from forecaster.training.seasonal import LEVEL_CHOICES
 
 
 def make_batches(n_streams: int, n_batches: int, skewed: bool, seed: int = 0) -> list[list[dict]]:
@@ -207,6 +208,13 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
     "plain": {},
     "additive 24+168": {"scaler": ScalerConfig(seasons=(24, 168))},
     "multiplicative 24+168": {"scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative")},
+    **{  # each stream's own level weight, among what M4 Hourly's training data offers and among all
+        f"multiplicative, {1 + len(choices)} level weights": {
+            "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative", level_choices=choices),
+            "blend": 0.1,
+        }
+        for choices in ((0.01, 0.05, 0.2), LEVEL_CHOICES[1:])
+    },
     **{
         f"multiplicative, {k} members": {
             "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),

@@ -5,8 +5,8 @@ as functions that take a file, a pandas frame or a list of ``Series`` and return
 >>> import forecaster
 >>> from forecaster.data import PRICE_COLUMNS as columns, PRICES as prices
 >>> fc, report = forecaster.train(prices, "gru", columns=columns, horizon=4, d_model=16, epochs=1, progress=False)
->>> fc.config.horizon, sorted(report.validation) == ["coverage", "coverage_uncalibrated", "interval_scale", "loss"]
-(4, True)
+>>> fc.config.horizon, sorted(report.validation)
+(4, ['blend', 'coverage', 'coverage_uncalibrated', 'interval_scale', 'loss', 'loss_blended'])
 >>> scores = forecaster.evaluate(fc, prices, columns=columns)
 >>> sorted(scores.metrics)[:3]
 ['coverage', 'forecasts', 'horizon']
@@ -34,7 +34,7 @@ from forecaster.training.seasonal import choose_seasonal
 
 Data = str | Path | pd.DataFrame | Sequence[Series]
 
-_MODEL_OPTIONS = set(ModelConfig.model_fields) - {"family", "quantiles", "scaler", "interval_scale"}
+_MODEL_OPTIONS = set(ModelConfig.model_fields) - {"family", "quantiles", "scaler", "blend", "interval_scale"}
 _SCALER_OPTIONS = {"smooth_level", "smooth_season", "seasonal_form"}
 _TRAIN_OPTIONS = set(TrainConfig.model_fields) - {"calibrate"}
 
@@ -102,6 +102,8 @@ def train(
                 "random_walk_error": round(choice.random_walk, 4),
                 "level_error": round(choice.level, 4),
                 "best_error": round(min(choice.scores.values()), 4),
+                "one_level_weight_error": round(choice.alone, 4),  # on longer histories, beside:
+                "per_stream_level_error": round(choice.per_stream, 4),
             }
     config = config.model_copy(update={"scaler": scaler})
     trained, report = fit(series, config, cfg, progress=progress)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +28,11 @@ class ScalerConfig(BaseModel):
     # Chosen on M4-Hourly-train's own last 48 values (never its test file), by the anchor's OWA
     # alone: a slow level and quick profiles beat seasonal naive there (docs/ACCURACY.md).
     smooth_level: float = Field(0.001, gt=0, le=1, description="Holt-Winters level weight alpha (with seasons)")
+    level_choices: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
+        (),
+        description="more level weights, each with its own profiles: each stream's own forecast follows the one "
+        "with the least recent error (with seasons)",
+    )
     smooth_season: float = Field(0.5, gt=0, le=1, description="Holt-Winters seasonal weight gamma (with seasons)")
     seasonal_form: Literal["additive", "multiplicative"] = Field(
         "additive", description="profiles added to the level (any sign) or factors times it (positive series)"
@@ -60,6 +65,9 @@ class ModelConfig(BaseModel):
     quantiles: tuple[float, ...] = Field((0.1, 0.5, 0.9), min_length=1, description="Q levels, ascending")
     members: int = Field(1, ge=1, description="K networks trained apart (seeds), their forecasts averaged")
     scaler: ScalerConfig = ScalerConfig()
+    blend: float = Field(
+        0.0, ge=0, le=1, description="share of each forecast taken from the stream's own Holt-Winters forecast; fitted"
+    )
     interval_scale: float = Field(
         1.0, gt=0, description="quantile offsets from the point forecast × this; calibrated after training"
     )

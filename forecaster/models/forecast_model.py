@@ -6,6 +6,11 @@
     forecast = a_t + s_t * y                back in the stream's units, around the scaler's anchor
                                             (the last value, or the seasonal forecast with seasons)
 
+With ``blend`` v > 0 (fitted on the validation span after training) the forecast is a
+combination, (1 - v) (a_t + s_t y) + v o_t, with o_t the stream's own Holt-Winters forecast at
+the level weight that stream forecasts best (``ScalerConfig.level_choices``): a forecast fitted
+per stream beside one learnt across streams, as the leading M4 entries combined.
+
 ``step`` and ``forward`` are the streaming and the sequence forms of the same function. With
 ``members`` K > 1 the core and the head are K networks side by side (``ensemble``) and y is the
 mean of their forecasts.
@@ -68,22 +73,26 @@ class ForecastModel(nn.Module):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One observation per stream: x (B,) float64 -> forecasts (B, 1 + Q, H) float64, state update."""
-        features, anchor, s, scaler_state = self.scaler.step(x, state[COUNTER], state)
+        features, anchor, own, s, scaler_state = self.scaler.step(x, state[COUNTER], state)
         h, core_state = self.core.step(features, state)
-        y = self.read_out(h).double()
-        return anchor[:, None, :] + s[:, None, None] * y, {**scaler_state, **core_state}
+        return self._forecast(self.read_out(h), anchor, own, s), {**scaler_state, **core_state}
 
     def forward(self, x: Tensor) -> Tensor:
         """Whole series from their first observation: x (B, T) float64 -> forecasts (B, T, 1 + Q, H)."""
-        features, anchor, s = self.scaler.sequence(x)
-        y = self.read_out(self.core(features)).double()
-        return anchor[..., None, :] + s[..., None, None] * y
+        features, anchor, own, s = self.scaler.sequence(x)
+        return self._forecast(self.read_out(self.core(features)), anchor, own, s)
+
+    def _forecast(self, y: Tensor, anchor: Tensor, own: Tensor, s: Tensor) -> Tensor:
+        """Normalised outputs (…, 1 + Q, H) -> forecasts in the stream's units, blended."""
+        v = self.config.blend
+        base = anchor + v * (own - anchor) if v else anchor
+        return base[..., None, :] + (1 - v) * s[..., None, None] * y.double()
 
 
 def ensemble_of(models: list[ForecastModel]) -> ForecastModel:
     """One model that steps ``models`` (one config, trained apart) together and averages their
-    forecasts; its band is uncalibrated (``interval_scale`` 1) until calibrated as a whole."""
-    configs = {m.config.model_copy(update={"interval_scale": 1.0}) for m in models}
+    forecasts; its blend and band are unfitted (``blend`` 0, ``interval_scale`` 1) until fitted as a whole."""
+    configs = {m.config.model_copy(update={"blend": 0.0, "interval_scale": 1.0}) for m in models}
     if len(configs) != 1 or models[0].config.members != 1:
         raise ValueError("an ensemble's members must be single models of one config")
     out = ForecastModel(configs.pop().model_copy(update={"members": len(models)}))

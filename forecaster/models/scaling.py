@@ -39,6 +39,22 @@ instead, stored as F_m - 1 so that an empty ring is neutral:
 so a profile follows the level (a series that falls tenfold keeps its shape, not its old swing).
 Ratios are scale-free, so it is scale-equivariant too; the bound keeps a stream that leaves the
 positive range (zeros, a sign change) finite.
+
+With ``level_choices`` the stream carries K such states side by side, one per level weight
+(``smooth_level`` first, then each choice; gamma shared). The network's anchor and features stay
+those of the first; beside them the scaler gives the stream's *own* forecast, that of the weight
+it forecasts best, as AutoETS fits a weight per series, but online, so a new stream still needs
+no coefficients:
+
+    E_j     = mean over t of  mean_k |x_t - a^j_{t-k,k}|,   k in {1, H/4, H/2, 3H/4, H}
+    own_t   = a^j*_t,   j* = argmin_j E_j   (j* = 0 until anything is counted)
+
+and the model blends it with the network's forecast (``ModelConfig.blend``, fitted on validation).
+Each candidate keeps the forecasts it made k steps ago in a ring of k per tracked step. Steps far
+ahead count because the one-step error alone favours a level that chases the data, which
+forecasts worse far ahead (M4 Hourly). Errors are counted once a forecast's origin is past the
+first longest cycle, and the mean forgets over ``ERROR_MEMORY`` such spans, so a stream that
+changes its ways can change its choice. Errors scale with x, so the choice is scale-free.
 """
 
 from __future__ import annotations
@@ -53,6 +69,7 @@ from forecaster.models.config import ScalerConfig
 
 _TINY = 1e-12  # floor of the scale, only reached by all-zero streams
 _FACTOR = 10.0  # multiplicative factors stay within [1/10, 10]: a stream that leaves the positive range stays finite
+ERROR_MEMORY = 10  # a candidate's tracked error averages over about this many horizons or longest cycles
 
 
 def _sum(parts: Iterable[Tensor]) -> Tensor | float:
@@ -90,14 +107,35 @@ class Scaler:
         if self.config.lags:
             spec["x_lags"] = StateEntry((self.config.lags,), f64, ring_axis=0)  # x_{t-j} at slot (t - j) % L
         if self.config.seasons:
-            spec["hw_level"] = StateEntry((), f64)
+            K = len(self.level_weights)
+            each = (K,) if K > 1 else ()  # one Holt-Winters state per level weight; a single one unwrapped
+            spec["hw_level"] = StateEntry(each, f64)
             for m in self.config.seasons:
-                spec[f"season_{m}"] = StateEntry((m,), f64, ring_axis=0)  # S_m[phase], phase = t % m
+                spec[f"season_{m}"] = StateEntry((*each, m), f64, ring_axis=len(each))  # S_m[phase], phase = t % m
+            if K > 1:
+                spec["hw_error"] = StateEntry(each, f64)  # E_j
+                for k in self.tracked_steps:
+                    spec[f"hw_ahead_{k}"] = StateEntry((K, k), f64, ring_axis=1)  # a^j_{t,k} at slot t % k
         return spec
 
-    def step(self, x: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """x (B,) float64, t (B,) observations seen before -> features (B, F) float32,
-        anchor (B, H) float64, scale (B,), new state."""
+    @property
+    def level_weights(self) -> tuple[float, ...]:
+        """The Holt-Winters level weights a stream chooses among, the data set's choice first."""
+        c = self.config
+        return (c.smooth_level, *(a for a in dict.fromkeys(c.level_choices) if a != c.smooth_level))
+
+    @property
+    def tracked_steps(self) -> tuple[int, ...]:
+        """The steps ahead whose errors choose a stream's level weight."""
+        H = self.horizon
+        return tuple(sorted({1, max(1, H // 4), max(1, H // 2), max(1, 3 * H // 4), H}))
+
+    def step(
+        self, x: Tensor, t: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """x (B,) float64, t (B,) observations seen before -> features (B, F) float32, anchor
+        (B, H) float64, the stream's own forecast (B, H: the anchor unless ``level_choices``),
+        scale (B,), new state."""
         c = self.config
         first = t == 0
         d = torch.where(first, torch.zeros_like(x), x - state["x_last"])
@@ -114,51 +152,78 @@ class Scaler:
             columns.append(torch.where(have, (past - x[:, None]) / s[:, None], 0.0))
             update["x_lags"] = x  # the ring's new entry
         if c.seasons:
-            error, anchor, seasonal = self._holt_winters(x, t, state)
+            error, anchor, own, seasonal = self._holt_winters(x, t, state)
             columns += [error[:, None] / s[:, None], (anchor - x[:, None]) / s[:, None]]
             update |= seasonal
         else:
-            anchor = x[:, None].expand(-1, self.horizon)
+            anchor = own = x[:, None].expand(-1, self.horizon)
         features = torch.cat(columns, dim=-1).clamp(-c.clip, c.clip)  # (B, F)
-        return features.float(), anchor, s, update
+        return features.float(), anchor, own, s, update
 
-    def _holt_winters(self, x: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """The seasonal recursions above: e_t (B,), anchor (B, H), state update (level, each ring's new entry)."""
-        c, first = self.config, t == 0
+    def _holt_winters(
+        self, x: Tensor, t: Tensor, state: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """The seasonal recursions above: e_t (B,) and anchor (B, H) of the first level weight, the
+        stream's own forecast (B, H), state update (levels, each ring's new entry, errors)."""
+        c, first = self.config, (t == 0)[:, None]
         add = c.seasonal_form == "additive"
         combine = _sum if add else _product
-        phase = {m: (t % m)[:, None] for m in c.seasons}
-        now = {m: state[f"season_{m}"].gather(1, phase[m])[:, 0] for m in c.seasons}  # S_m[t mod m], (B,)
+        weights = self.level_weights
+        B, K, H = len(x), len(weights), self.horizon
+        alpha = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        xk = x[:, None].expand(B, K)  # every candidate j sees the same value: (B, K) below
+        level_before = state["hw_level"].reshape(B, K)
+        rings = {m: state[f"season_{m}"].reshape(B, K, m) for m in c.seasons}
+        phase = {m: (t % m)[:, None, None].expand(B, K, 1) for m in c.seasons}
+        now = {m: rings[m].gather(2, phase[m])[..., 0] for m in c.seasons}  # S_m[t mod m], (B, K)
         seasonal = combine(now.values())
-        expected = torch.where(first, x, state["hw_level"] + seasonal if add else state["hw_level"] * (1 + seasonal))
-        error = x - expected
-        deseasonalised = x - seasonal if add else x / (1 + seasonal)
-        level = torch.where(first, x, state["hw_level"] + c.smooth_level * (deseasonalised - state["hw_level"]))
+        expected = torch.where(first, xk, level_before + seasonal if add else level_before * (1 + seasonal))
+        error = xk - expected
+        deseasonalised = xk - seasonal if add else xk / (1 + seasonal)
+        level = torch.where(first, xk, level_before + alpha * (deseasonalised - level_before))
         for m in c.seasons:  # ascending periods: the short one takes the residual first
             others = [v for k, v in now.items() if k != m]
-            target = x - level - _sum(others) if add else _factor(x, level * (1 + _product(others)))
-            gain = torch.where(t < m, torch.ones_like(x), torch.full_like(x, c.smooth_season))
+            target = xk - level - _sum(others) if add else _factor(xk, level * (1 + _product(others)))
+            gain = torch.where((t < m)[:, None], 1.0, c.smooth_season).to(x.dtype)
             now[m] = now[m] + gain * (target - now[m])
-        k = torch.arange(1, self.horizon + 1, device=x.device)
+        k = torch.arange(1, H + 1, device=x.device)
         ahead = []
         for m in c.seasons:
             at = (t[:, None] + k[None, :]) % m  # (B, H)
-            profile = state[f"season_{m}"].gather(1, at)
-            ahead.append(torch.where(at == phase[m], now[m][:, None], profile))  # this step's entry is new
-        anchor = level[:, None] + combine(ahead) if add else level[:, None] * (1 + combine(ahead))
-        return error, anchor, {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
+            profile = rings[m].gather(2, at[:, None, :].expand(B, K, H))
+            ahead.append(torch.where((at == phase[m][:, 0])[:, None, :], now[m][..., None], profile))  # new entry
+        anchors = level[..., None] + combine(ahead) if add else level[..., None] * (1 + combine(ahead))  # (B, K, H)
+        update = {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
+        if K == 1:
+            return error[:, 0], anchors[:, 0], anchors[:, 0], {name: v[:, 0] for name, v in update.items()}
+        warm = max(c.seasons)
+        total, counted = torch.zeros_like(xk), torch.zeros_like(x)
+        for steps in self.tracked_steps:
+            slot = (t % steps)[:, None, None].expand(B, K, 1)
+            made = state[f"hw_ahead_{steps}"].gather(2, slot)[..., 0]  # the forecast of x_t made at t - steps
+            known = (t - steps >= warm).to(x.dtype)  # its origin past the first longest cycle
+            total = total + known[:, None] * (xk - made).abs()
+            counted = counted + known
+            update[f"hw_ahead_{steps}"] = anchors[..., steps - 1]
+        n = (t - warm).clamp(min=1).to(x.dtype)  # errors counted so far, this one included
+        rate = torch.where(counted > 0, torch.clamp(1 / n, min=1 / (ERROR_MEMORY * max(H, warm))), 0.0)[:, None]
+        tracked = state["hw_error"] + rate * (total / counted.clamp(min=1)[:, None] - state["hw_error"])
+        update["hw_error"] = tracked
+        best = tracked.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
+        return error[:, 0], anchors[:, 0], anchors.gather(1, best[..., None].expand(B, 1, H))[:, 0], update
 
-    def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, T) float64 from each series' start -> features (B, T, F) float32, anchor
-        (B, T, H) float64, scale (B, T)."""
+    def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x (B, T) float64 from each series' start -> features (B, T, F) float32, anchor and
+        own forecast (B, T, H) float64, scale (B, T)."""
         B, T = x.shape
         spec = self.state_spec()
         state = init_state(spec, B, x.device)
-        feats, anchors, scales = [], [], []
+        feats, anchors, owns, scales = [], [], [], []
         for i in range(T):
-            f, a, s, update = self.step(x[:, i], state[COUNTER], state)
+            f, a, own, s, update = self.step(x[:, i], state[COUNTER], state)
             state = advance(spec, state, update)
             feats.append(f)
             anchors.append(a)
+            owns.append(own)
             scales.append(s)
-        return torch.stack(feats, dim=1), torch.stack(anchors, dim=1), torch.stack(scales, dim=1)
+        return (*(torch.stack(v, dim=1) for v in (feats, anchors, owns)), torch.stack(scales, dim=1))

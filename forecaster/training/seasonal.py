@@ -14,7 +14,10 @@ with the 4-quarter season against 0.91–0.93 without, three seeds of the LSTM).
 Score: for every origin t in the last ``span`` positions with H known values ahead,
 mean_k |x_{t+k} - a_{t,k}|, divided by the series' mean |Δx| (scale-free), averaged over series.
 Of the weights whose score is within one standard error (and 2%) of the best, the smoothest is
-taken.
+taken. Then the streams are offered their own level weights among ``LEVEL_CHOICES``
+(``ScalerConfig.level_choices``: each stream also forecasts with the weight it forecasts best,
+for the model to blend with the network's forecast): offered where that forecast beats the
+chosen weight's, as on business series that differ in how fast their level moves.
 """
 
 from __future__ import annotations
@@ -27,23 +30,29 @@ import torch
 
 from forecaster.data import Series
 from forecaster.models.config import ScalerConfig
-from forecaster.models.scaling import Scaler
+from forecaster.models.scaling import ERROR_MEMORY, Scaler
 
 ALPHAS = (0.001, 0.01, 0.05, 0.2, 0.5)  # level weights tried (1 would freeze the profiles)
 GAMMAS = (0.05, 0.2, 0.5)  # seasonal weights tried
 TOLERANCE = 0.02  # the one-standard-error rule's margin, at most this share of the best score
+LEVEL_CHOICES = (*ALPHAS, 0.8)  # the level weights a stream may choose among (0.8: trending quarterly series)
+MIN_SHARE = 0.05  # a level weight is offered to the streams if it forecasts this share of the series best
 MAX_SERIES = 256  # a seeded sample of a wider data set: the weights are global, a sample pins them
 
 
 @dataclass(frozen=True)
 class SeasonalChoice:
     """The chosen scaler, the score of every candidate (``(seasons, form, alpha, gamma) -> error``)
-    and of the references: the random walk and the best level alone."""
+    and of the references: the random walk and the best level alone; ``per_stream``: the score
+    with the level weight chosen by each stream, and ``alone`` the chosen weight's on the same
+    longer histories (NaN where not tried)."""
 
     scaler: ScalerConfig
     scores: dict[tuple[tuple[int, ...], str, float, float], float]
     random_walk: float
     level: float
+    per_stream: float = float("nan")
+    alone: float = float("nan")
 
 
 def _level_anchor(x: torch.Tensor, alpha: float, horizon: int) -> torch.Tensor:
@@ -74,6 +83,16 @@ def _anchor_errors(
     return np.array(errors)
 
 
+def _tails(series: list[Series], n: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The last ``n`` values of each series, (B, T) padded at the end, and their lengths."""
+    tails = [np.array(s.values[-n:], dtype=np.float64) for s in series]  # writable copies
+    lengths = np.array([len(t) for t in tails])
+    x = torch.zeros(len(tails), int(lengths.max()), dtype=torch.float64)
+    for i, t in enumerate(tails):
+        x[i, : len(t)] = torch.from_numpy(t)
+    return x, lengths
+
+
 def choose_seasonal(
     series: list[Series],
     base: ScalerConfig,
@@ -101,17 +120,13 @@ def choose_seasonal(
     if len(usable) > MAX_SERIES:
         pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
         usable = [usable[i] for i in sorted(pick)]
-    tails = [np.array(s.values[-(warm + span + horizon) :], dtype=np.float64) for s in usable]  # writable copies
-    lengths = np.array([len(t) for t in tails])
-    x = torch.zeros(len(tails), int(lengths.max()), dtype=torch.float64)
-    for i, t in enumerate(tails):
-        x[i, : len(t)] = torch.from_numpy(t)
+    x, lengths = _tails(usable, warm + span + horizon)
 
     def errors_of(anchor: torch.Tensor) -> np.ndarray:
         return _anchor_errors(x, lengths, anchor, horizon, span, warm)
 
     def holt_winters(update: dict) -> torch.Tensor:  # the scaler's anchor with these seasons and weights
-        return Scaler(base.model_copy(update=update), horizon).sequence(x)[1]
+        return Scaler(base.model_copy(update={**update, "level_choices": ()}), horizon).sequence(x)[1]
 
     random_walk = float(errors_of(x[:, :, None].expand(-1, -1, horizon)).mean())
     level = min(float(errors_of(_level_anchor(x, a, horizon)).mean()) for a in ALPHAS)
@@ -147,4 +162,19 @@ def choose_seasonal(
     chosen = base.model_copy(
         update={"seasons": seasons, "seasonal_form": form, "smooth_level": alpha, "smooth_season": gamma}
     )
-    return SeasonalChoice(chosen, scores, random_walk, level)
+    # Each stream's choice needs a history to settle on: the same origins are scored, against the
+    # chosen weight alone, after as many more values as a stream's tracked error remembers. The
+    # weights offered are those that forecast at least MIN_SHARE of the series best (each one
+    # costs a stream a Holt-Winters state).
+    longer, long_lengths = _tails(usable, warm + span + horizon + ERROR_MEMORY * max(horizon, periods[-1]))
+
+    def longer_errors(config: ScalerConfig) -> np.ndarray:
+        return _anchor_errors(longer, long_lengths, Scaler(config, horizon).sequence(longer)[2], horizon, span, warm)
+
+    each = np.stack([longer_errors(chosen.model_copy(update={"smooth_level": a})) for a in LEVEL_CHOICES])
+    share = np.bincount(each.argmin(axis=0), minlength=len(LEVEL_CHOICES)) / each.shape[1]
+    offered = tuple(a for a, p in zip(LEVEL_CHOICES, share, strict=True) if p >= MIN_SHARE and a != alpha)
+    alone = float(each[LEVEL_CHOICES.index(alpha)].mean())
+    per_stream = chosen.model_copy(update={"level_choices": offered})
+    score = float(longer_errors(per_stream).mean()) if offered else alone
+    return SeasonalChoice(per_stream if score < alone else chosen, scores, random_walk, level, score, alone)

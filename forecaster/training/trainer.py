@@ -8,8 +8,10 @@ validation loss and stops after ``patience`` epochs without improvement, or once
 have passed since the data's preparation began (checked after every batch, so a large data set's
 long epoch cannot outlast it; a set of more than ``MAX_VALIDATION_SERIES`` series validates on a
 sample of them).
-Finally the 0.1–0.9 band is calibrated on the same held-out forecasts: the spread of the
-quantiles around the point forecast is scaled so that the band covers its nominal share.
+Finally two scalars are fitted on the same held-out forecasts: where the streams carry their own
+Holt-Winters forecasts (``ScalerConfig.level_choices``), the share of it blended with the
+network's (``fit_blend``); then the spread of the quantiles around the point forecast, so that
+the 0.1–0.9 band covers its nominal share.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ MIN_VALIDATION_ORIGINS = 512
 # Series scored on validation at most (a seeded sample of a wider set): recurrent cores run each
 # from its start, and on 48,000 series every epoch's validation would outlast a short budget.
 MAX_VALIDATION_SERIES = 2048
+BLENDS = tuple(i / 20 for i in range(21))  # the shares of the streams' own forecasts tried
 
 
 def default_validation(series: list[Series], horizon: int) -> int:
@@ -81,11 +84,21 @@ class TrainReport:
     members: list[TrainReport] = field(default_factory=list)  # an ensemble's, one per member
 
 
-def _validation_outputs(
-    model: ForecastModel, data: list[Prepared], held_out: int, chunk: int = 64
-) -> tuple[Tensor, Tensor]:
-    """Normalised forecasts and targets from every origin of the held-out span: (N, 1+Q, H), (N, H)."""
-    hs, ts = [], []
+@dataclass
+class _Held:
+    """The network's normalised outputs (N, 1 + Q, H) from every origin of the held-out span, the
+    truths there (N, H) and the streams' own forecasts (N, H), normalised alike (zero, the
+    anchor, without ``level_choices``)."""
+
+    y: Tensor
+    target: Tensor
+    own: Tensor
+    to_mase: Tensor  # (N,): see ``Prepared``
+
+
+def _validation_outputs(model: ForecastModel, data: list[Prepared], held_out: int, chunk: int = 64) -> _Held:
+    """The network's forecasts from every origin of the held-out span, beside the truths."""
+    hs, ts, owns, to_mase = [], [], [], []
     by_length = sorted(data, key=lambda d: len(d.features))  # chunks of like lengths: little padding
     with torch.no_grad():
         for i in range(0, len(by_length), chunk):
@@ -99,7 +112,9 @@ def _validation_outputs(
                 origins = slice(n - held_out - 1, n - 1)
                 hs.append(h[j, origins])
                 ts.append(d.targets[origins])
-        return model.read_out(torch.cat(hs)), torch.cat(ts)
+                owns.append(d.own[origins] if d.own is not None else torch.zeros_like(d.targets[origins]))
+                to_mase.append(d.to_mase[origins] if d.to_mase is not None else torch.ones(len(ts[-1])))
+        return _Held(model.read_out(torch.cat(hs)), torch.cat(ts), torch.cat(owns), torch.cat(to_mase).float())
 
 
 def _band_coverage(y: Tensor, target: Tensor) -> float:
@@ -112,6 +127,26 @@ def _band_coverage(y: Tensor, target: Tensor) -> float:
 def _spread(y: Tensor, factor: float) -> Tensor:
     """Outputs (N, 1 + Q, H) with the quantiles spread by ``factor``, as ``read_out`` would."""
     return torch.cat([y[:, :1], widen(y[:, 1:], factor)], dim=1)
+
+
+def fit_blend(held: _Held) -> float:
+    """The share v of the streams' own forecasts in (1 - v) * network + v * own whose point
+    forecasts have the least mean absolute scaled error (MASE's scale) on the held-out span, on
+    a grid of 0.05 in [0, 1]. Scored from the origins that know all H values ahead, as a
+    forecast is scored (the last origins know only their first steps, where the network is at its
+    best)."""
+    target = held.target
+    full = ~torch.isnan(target).any(dim=1)
+    rows = full if full.any() else ~torch.isnan(target).all(dim=1)
+    truth, point, own = torch.nan_to_num(target[rows]), held.y[rows, 0], held.own[rows]
+    known, weight = ~torch.isnan(target[rows]), held.to_mase[rows, None]
+    errors = {v: float(step_mean(weight * (truth - ((1 - v) * point + v * own)).abs(), known)) for v in BLENDS}
+    return min(errors, key=errors.__getitem__)
+
+
+def _blended(y: Tensor, own: Tensor, v: float) -> Tensor:
+    """Outputs (N, 1 + Q, H) blended with the streams' own forecasts (N, H), as the model does."""
+    return (1 - v) * y + v * own[:, None, :]
 
 
 def calibrate_interval(y: Tensor, target: Tensor, coverage: float) -> float:
@@ -190,7 +225,7 @@ def _fit(
         return cfg.max_minutes is not None and (time.monotonic() - start) / 60 >= cfg.max_minutes
 
     best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []
-    best_outputs: tuple[Tensor, Tensor] | None = None  # the validation outputs of the best weights
+    best_outputs: _Held | None = None  # the validation outputs of the best weights
     bar = tqdm(total=cfg.epochs, unit="epoch", disable=not progress, dynamic_ncols=True)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -209,13 +244,13 @@ def _fit(
                 break
         running = sum(losses) / len(losses)
         model.eval()
-        y, t = _validation_outputs(model, data.validation, data.held_out)
-        val = float(horizon_loss(y, t, model_config.quantiles))
+        held = _validation_outputs(model, data.validation, data.held_out)
+        val = float(horizon_loss(held.y, held.target, model_config.quantiles))
         history.append(
             {"epoch": epoch, "batches": len(losses), "train_loss": round(running, 5), "val_loss": round(val, 5)}
         )
         if val < best:
-            best, best_state, best_epoch, best_outputs = val, copy.deepcopy(model.state_dict()), epoch, (y, t)
+            best, best_state, best_epoch, best_outputs = val, copy.deepcopy(model.state_dict()), epoch, held
         bar.set_postfix(loss=f"{running:.4f}", val=f"{val:.4f}", best=f"{best:.4f}@{best_epoch}")
         bar.update()
         if epoch - best_epoch >= cfg.patience or out_of_time():
@@ -224,7 +259,7 @@ def _fit(
 
     model.load_state_dict(best_state)
     outputs = best_outputs or _validation_outputs(model.eval(), data.validation, data.held_out)  # none improved
-    model, report = _calibrated(model.eval(), *outputs, cfg.calibrate)
+    model, report = _calibrated(model.eval(), outputs, cfg.calibrate)
     minutes = round((time.monotonic() - start) / 60, 2)
     return model, TrainReport(epoch, best_epoch, minutes, report, history, data.left_out)
 
@@ -237,21 +272,31 @@ def _validation_sample(data: list[Prepared], seed: int) -> list[Prepared]:
     return [data[i] for i in sorted(pick)]
 
 
-def _calibrated(model: ForecastModel, y: Tensor, t: Tensor, calibrate: bool) -> tuple[ForecastModel, dict[str, float]]:
-    """The model with its band scaled to the nominal coverage on validation, and the figures;
-    ``y``, ``t``: its outputs and the truths there (``_validation_outputs``)."""
-    c = model.config
+def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[ForecastModel, dict[str, float]]:
+    """The model with its blend and band fitted on validation, and the figures; ``held``: its
+    outputs there (``_validation_outputs``)."""
+    c, y, t = model.config, held.y, held.target
     report = {
         "loss": round(float(horizon_loss(y, t, c.quantiles)), 5),
         "coverage_uncalibrated": round(_band_coverage(y, t), 4),
     }
-    if calibrate:
-        scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
-        calibrated = ForecastModel(c.model_copy(update={"interval_scale": scale}))
-        calibrated.load_state_dict(model.state_dict())
-        model = calibrated.eval()
-        report |= {"interval_scale": round(scale, 4), "coverage": round(_band_coverage(_spread(y, scale), t), 4)}
-    return model, report
+    if not calibrate:
+        return model, report
+    blend = fit_blend(held) if c.scaler.level_choices else 0.0
+    y = _blended(y, held.own, blend)
+    scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
+    fitted = {"blend": blend, "interval_scale": scale}
+    if not blend:  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)
+        fitted["scaler"] = c.scaler.model_copy(update={"level_choices": ()})
+    calibrated = ForecastModel(c.model_copy(update=fitted))
+    calibrated.load_state_dict(model.state_dict())
+    report |= {
+        "blend": blend,
+        "loss_blended": round(float(horizon_loss(y, t, c.quantiles)), 5),
+        "interval_scale": round(scale, 4),
+        "coverage": round(_band_coverage(_spread(y, scale), t), 4),
+    }
+    return calibrated.eval(), report
 
 
 def _train_members(
@@ -269,7 +314,7 @@ def _train_members(
     ]
     reports = [r for _, r in fits]
     ensemble = ensemble_of([m for m, _ in fits])
-    model, report = _calibrated(ensemble, *_validation_outputs(ensemble, data.validation, data.held_out), cfg.calibrate)
+    model, report = _calibrated(ensemble, _validation_outputs(ensemble, data.validation, data.held_out), cfg.calibrate)
     report |= {f"member_{i}_loss": r.validation["loss"] for i, r in enumerate(reports)}
     history = [{"member": i, **h} for i, r in enumerate(reports) for h in r.history]
     minutes = round((time.monotonic() - start) / 60, 2)

@@ -19,10 +19,15 @@ from forecaster.models.scaling import Scaler
 
 @dataclass
 class Prepared:
-    """One series: features (T, F), targets (T, H) with NaN where the future is unknown."""
+    """One series: features (T, F), targets (T, H) with NaN where the future is unknown, and,
+    with ``level_choices``, the stream's own forecast (T, H), both normalised like the network's
+    outputs, and ``to_mase`` (T,): what turns a normalised error at each position into one in
+    units of the series' mean seasonal difference, as MASE scores it."""
 
     features: Tensor
     targets: Tensor
+    own: Tensor | None = None
+    to_mase: Tensor | None = None
 
 
 def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256) -> list[Prepared]:
@@ -36,14 +41,19 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
         for j, n in enumerate(part):
             values = series[n].values
             x[j, : len(values)] = torch.tensor(values, dtype=torch.float64)  # a copy: the values may be read-only
-        features, anchor, scale = scaler.sequence(x)
+        features, anchor, own, scale = scaler.sequence(x)
         for j, n in enumerate(part):
             T = len(series[n])
             future = torch.full((T, horizon), float("nan"), dtype=torch.float64)
             for k in range(1, horizon + 1):
                 future[: T - k, k - 1] = x[j, k:T]
-            targets = (future - anchor[j, :T]) / scale[j, :T, None]
-            out[n] = Prepared(features[j, :T], targets.float())
+            targets, ours = ((v - anchor[j, :T]) / scale[j, :T, None] for v in (future, own[j, :T]))
+            if scaler.config.level_choices:
+                lag = min(scaler.config.seasons[0], T - 1)
+                seasonal_difference = (x[j, lag:T] - x[j, : T - lag]).abs().mean().clamp(min=1e-12)
+                out[n] = Prepared(features[j, :T], targets.float(), ours.float(), scale[j, :T] / seasonal_difference)
+            else:
+                out[n] = Prepared(features[j, :T], targets.float())
     return [out[n] for n in range(len(series))]
 
 
@@ -51,7 +61,9 @@ def head(data: Prepared, length: int) -> Prepared:
     """The first ``length`` positions, as ``prepare`` makes them from the series' first ``length``
     values: the features are causal, and targets past that end become unknown."""
     steps = torch.arange(length)[:, None] + torch.arange(1, data.targets.shape[1] + 1)[None, :]
-    return Prepared(data.features[:length], data.targets[:length].masked_fill(steps >= length, float("nan")))
+    own, to_mase = (v[:length] if v is not None else None for v in (data.own, data.to_mase))
+    targets = data.targets[:length].masked_fill(steps >= length, float("nan"))
+    return Prepared(data.features[:length], targets, own, to_mase)
 
 
 def sample_windows(

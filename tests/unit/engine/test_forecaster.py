@@ -12,11 +12,13 @@ from forecaster.models import ScalerConfig
 from tests.conftest import events, random_walks
 
 SMALL = {"d_model": 16, "n_layer": 2, "d_ff": 32, "window": 8, "horizon": 4}
-# The streaming contracts hold with every kind of per-stream state: none, additive or multiplicative seasons.
+# The streaming contracts hold with every kind of per-stream state: none, additive or multiplicative
+# seasons, and a level weight each stream chooses for itself.
 SCALERS = {
     "plain": ScalerConfig(),
     "additive": ScalerConfig(seasons=(3, 7), lags=2),
     "multiplicative": ScalerConfig(seasons=(3, 7), lags=2, seasonal_form="multiplicative"),
+    "level_choices": ScalerConfig(seasons=(3, 7), lags=2, seasonal_form="multiplicative", level_choices=(0.05, 0.8)),
 }
 
 

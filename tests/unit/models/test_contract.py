@@ -47,13 +47,27 @@ def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
 
 
 @pytest.mark.parametrize("form", ["additive", "multiplicative"])
-def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str) -> None:
+@pytest.mark.parametrize("level_choices", [(), (0.05, 0.8)])
+def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, level_choices: tuple[float, ...]) -> None:
     from forecaster.models import ScalerConfig
 
-    model = make(family, scaler=ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form))
+    scaler = ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form, level_choices=level_choices)
+    model = make(family, scaler=scaler, blend=0.3 if level_choices else 0.0)
     x = torch.from_numpy(random_walks(3, 40, seed=6))  # both rings wrap several times
     with torch.no_grad():
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
+
+
+def test_a_blended_forecast_is_the_networks_and_the_streams_own_in_proportion(family: str) -> None:
+    from forecaster.models import ScalerConfig
+
+    scaler = ScalerConfig(seasons=(3, 7), seasonal_form="multiplicative", level_choices=(0.05, 0.8))
+    network, blended = make(family, scaler=scaler), make(family, scaler=scaler, blend=0.3)
+    x = torch.from_numpy(random_walks(3, 40, seed=6))
+    _, _, own, _ = network.scaler.sequence(x)
+    with torch.no_grad():
+        want = 0.7 * network(x) + 0.3 * own[..., None, :]  # the point and every quantile
+        assert torch.allclose(blended(x), want, rtol=1e-9, atol=1e-9)
 
 
 def test_default_config_step_equals_sequence(family: str) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from forecaster.data import Series
 from forecaster.models import ScalerConfig
-from forecaster.training.seasonal import ALPHAS, GAMMAS, TOLERANCE, choose_seasonal
+from forecaster.training.seasonal import ALPHAS, GAMMAS, LEVEL_CHOICES, TOLERANCE, choose_seasonal
 from tests.conftest import random_walks
 from tests.unit.training.test_train import seasonal_series
 
@@ -62,3 +62,23 @@ def test_the_multiplicative_form_is_taken_for_series_whose_cycle_scales_with_the
     assert chosen.seasons == (12,) and chosen.seasonal_form == "additive"
     given = ScalerConfig(seasons=(12,), seasonal_form="additive")
     assert choose_seasonal(growing, given, horizon=8, form_given=True).scaler.seasonal_form == "additive"
+
+
+def test_streams_choose_their_own_level_weight_where_the_series_differ_in_how_their_level_moves() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(300.0)
+    cycle = 30 * np.sin(2 * np.pi * t / 6)
+    wandering = [Series(f"w{i}", t, 500 + np.cumsum(rng.normal(0, 10, 300)) + cycle) for i in range(6)]
+    noisy = [Series(f"n{i}", t, 500 + cycle + rng.normal(0, 8, 300)) for i in range(6)]
+    choice = choose_seasonal(wandering + noisy, ScalerConfig(seasons=(6,)), horizon=8)
+    offered = choice.scaler.level_choices
+    assert offered and set(offered) < set(LEVEL_CHOICES) and choice.scaler.smooth_level not in offered
+    assert choice.per_stream < choice.alone  # better than the one weight chosen for all
+
+
+def test_one_weight_that_serves_every_series_is_kept_alone() -> None:
+    t = np.arange(300.0)
+    cycles = [Series(f"c{i}", t, (i + 1) * (100 + 30 * np.sin(2 * np.pi * t / 6))) for i in range(4)]
+    choice = choose_seasonal(cycles, ScalerConfig(seasons=(6,)), horizon=8)
+    assert choice.scaler.seasons == (6,) and choice.scaler.level_choices == ()
+    assert choice.per_stream >= choice.alone

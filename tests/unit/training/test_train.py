@@ -12,10 +12,12 @@ from forecaster.training.trainer import (
     MAX_VALIDATION_SERIES,
     MIN_VALIDATION_ORIGINS,
     _band_coverage,
+    _Held,
     _validation_outputs,
     _validation_sample,
     calibrate_interval,
     default_validation,
+    fit_blend,
 )
 from forecaster.training.windows import head, prepare
 
@@ -128,18 +130,37 @@ def test_a_series_head_is_prepared_as_its_prefix() -> None:
     """Training reads each series' head off the whole series' preparation: causal features, and
     targets past the head unknown, exactly as preparing the head alone."""
     s = seasonal_series(n=1, length=80)[0]
-    scaler = ForecastModel(ModelConfig(family="rnn", **TINY, scaler=ScalerConfig(seasons=(12,)))).scaler
+    per_stream = ScalerConfig(seasons=(12,), level_choices=(0.5,))
+    scaler = ForecastModel(ModelConfig(family="rnn", **TINY, scaler=per_stream)).scaler
     cut, alone = head(prepare([s], scaler, 4)[0], 60), prepare([s.head(60)], scaler, 4)[0]
     assert torch.equal(cut.features, alone.features)
     assert torch.equal(cut.targets.isnan(), alone.targets.isnan()) and int(cut.targets.isnan().sum()) == 1 + 2 + 3 + 4
     assert torch.equal(torch.nan_to_num(cut.targets), torch.nan_to_num(alone.targets))
+    assert cut.own is not None and torch.equal(cut.own, alone.own)  # the streams' own forecasts too
+
+
+def test_the_blend_takes_the_share_of_the_streams_own_forecasts_that_forecasts_best() -> None:
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(200, 4, generator=g)
+    noise = torch.randn(200, 3, 4, generator=g)
+    network = truth[:, None, :] + noise  # point and quantiles, off the truth
+    ones = torch.ones(200)
+    assert fit_blend(_Held(network, truth, truth, ones)) == 1.0  # the streams' own forecasts are the truth
+    assert fit_blend(_Held(truth[:, None, :].expand(-1, 3, -1), truth, truth + noise[:, 0], ones)) == 0.0
+    assert fit_blend(_Held(network, truth, truth - noise[:, 0], ones)) == 0.5  # opposite errors cancel halfway
+    weights = torch.where(torch.arange(200) < 100, 1.0, 1e-3)  # the first hundred rows weigh: there own is the truth
+    mixed = torch.where(torch.arange(200)[:, None] < 100, truth, truth + 3 * noise[:, 0])
+    assert fit_blend(_Held(network, truth, mixed, weights)) == 1.0
+    partly_unknown = truth.clone()
+    partly_unknown[:150, 2:] = float("nan")  # only the last 50 origins know every step: they alone decide
+    assert fit_blend(_Held(network, partly_unknown, truth + 5 * (torch.arange(200) < 150)[:, None], ones)) == 1.0
 
 
 def test_the_reported_coverage_is_the_calibrated_models_and_validation_is_sampled_on_wide_sets() -> None:
     series = seasonal_series()
     model, report = train(series, ModelConfig(family="gru", **TINY), FAST, progress=False)
-    y, t = _validation_outputs(model, prepare(series, model.scaler, 4), FAST.validation)
-    assert report.validation["coverage"] == pytest.approx(_band_coverage(y, t), abs=1e-3)
+    held = _validation_outputs(model, prepare(series, model.scaler, 4), FAST.validation)
+    assert report.validation["coverage"] == pytest.approx(_band_coverage(held.y, held.target), abs=1e-3)
     wide = list(range(MAX_VALIDATION_SERIES + 10))
     sample = _validation_sample(wide, seed=0)
     assert len(sample) == MAX_VALIDATION_SERIES and sample == sorted(sample) and sample == _validation_sample(wide, 0)
