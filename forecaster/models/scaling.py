@@ -125,6 +125,11 @@ class Scaler:
         return (c.smooth_level, *(a for a in dict.fromkeys(c.level_choices) if a != c.smooth_level))
 
     @property
+    def gives_own_forecast(self) -> bool:
+        """Whether a stream's own forecast can differ from the anchor (seasons and level choices)."""
+        return bool(self.config.seasons) and len(self.level_weights) > 1
+
+    @property
     def tracked_steps(self) -> tuple[int, ...]:
         """The steps ahead whose errors choose a stream's level weight."""
         H = self.horizon

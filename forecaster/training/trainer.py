@@ -87,13 +87,12 @@ class TrainReport:
 @dataclass
 class _Held:
     """The network's normalised outputs (N, 1 + Q, H) from every origin of the held-out span, the
-    truths there (N, H) and the streams' own forecasts (N, H), normalised alike (zero, the
-    anchor, without ``level_choices``)."""
+    truths there (N, H) and the streams' own forecasts (N, H), normalised alike."""
 
     y: Tensor
     target: Tensor
-    own: Tensor
-    to_mase: Tensor  # (N,): see ``Prepared``
+    own: Tensor | None = None  # without own forecasts (``Scaler.gives_own_forecast``): None
+    to_mase: Tensor | None = None  # (N,): see ``Prepared``
 
 
 def _validation_outputs(model: ForecastModel, data: list[Prepared], held_out: int, chunk: int = 64) -> _Held:
@@ -112,9 +111,13 @@ def _validation_outputs(model: ForecastModel, data: list[Prepared], held_out: in
                 origins = slice(n - held_out - 1, n - 1)
                 hs.append(h[j, origins])
                 ts.append(d.targets[origins])
-                owns.append(d.own[origins] if d.own is not None else torch.zeros_like(d.targets[origins]))
-                to_mase.append(d.to_mase[origins] if d.to_mase is not None else torch.ones(len(ts[-1])))
-        return _Held(model.read_out(torch.cat(hs)), torch.cat(ts), torch.cat(owns), torch.cat(to_mase).float())
+                if d.own is not None and d.to_mase is not None:
+                    owns.append(d.own[origins])
+                    to_mase.append(d.to_mase[origins])
+        y, target = model.read_out(torch.cat(hs)), torch.cat(ts)
+        if not owns:
+            return _Held(y, target)
+        return _Held(y, target, torch.cat(owns), torch.cat(to_mase).float())
 
 
 def _band_coverage(y: Tensor, target: Tensor) -> float:
@@ -138,9 +141,11 @@ def fit_blend(held: _Held) -> float:
     target = held.target
     full = ~torch.isnan(target).any(dim=1)
     rows = full if full.any() else ~torch.isnan(target).all(dim=1)
-    truth, point, own = torch.nan_to_num(target[rows]), held.y[rows, 0], held.own[rows]
+    if held.own is None or held.to_mase is None:
+        raise ValueError("no own forecasts to blend: the scaler needs seasons and level_choices")
+    y, own, truth = held.y[rows], held.own[rows], torch.nan_to_num(target[rows])
     known, weight = ~torch.isnan(target[rows]), held.to_mase[rows, None]
-    errors = {v: float(step_mean(weight * (truth - ((1 - v) * point + v * own)).abs(), known)) for v in BLENDS}
+    errors = {v: float(step_mean(weight * (truth - _blended(y, own, v)[:, 0]).abs(), known)) for v in BLENDS}
     return min(errors, key=errors.__getitem__)
 
 
@@ -282,8 +287,8 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
     }
     if not calibrate:
         return model, report
-    blend = fit_blend(held) if c.scaler.level_choices else 0.0
-    y = _blended(y, held.own, blend)
+    blend = fit_blend(held) if held.own is not None else 0.0
+    y = _blended(y, held.own, blend) if held.own is not None else y
     scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
     fitted = {"blend": blend, "interval_scale": scale}
     if not blend:  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)

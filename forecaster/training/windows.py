@@ -47,13 +47,14 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
             future = torch.full((T, horizon), float("nan"), dtype=torch.float64)
             for k in range(1, horizon + 1):
                 future[: T - k, k - 1] = x[j, k:T]
-            targets, ours = ((v - anchor[j, :T]) / scale[j, :T, None] for v in (future, own[j, :T]))
-            if scaler.config.level_choices:
+            targets = ((future - anchor[j, :T]) / scale[j, :T, None]).float()
+            if scaler.gives_own_forecast:
+                ours = (own[j, :T] - anchor[j, :T]) / scale[j, :T, None]
                 lag = min(scaler.config.seasons[0], T - 1)
                 seasonal_difference = (x[j, lag:T] - x[j, : T - lag]).abs().mean().clamp(min=1e-12)
-                out[n] = Prepared(features[j, :T], targets.float(), ours.float(), scale[j, :T] / seasonal_difference)
+                out[n] = Prepared(features[j, :T], targets, ours.float(), scale[j, :T] / seasonal_difference)
             else:
-                out[n] = Prepared(features[j, :T], targets.float())
+                out[n] = Prepared(features[j, :T], targets)
     return [out[n] for n in range(len(series))]
 
 
