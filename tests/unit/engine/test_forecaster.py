@@ -255,11 +255,13 @@ def test_unknown_device_is_a_clear_error() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_matches_cpu(family: str) -> None:
+def test_cuda_matches_cpu(family: str, scaler: ScalerConfig) -> None:
     batches = events(random_walks(50, 10, seed=11))
-    gpu = forecaster.build(family, seed=0, device="cuda", **SMALL)
+    blend = 0.3 if scaler.level_choices else 0.0
+    gpu = forecaster.build(family, seed=0, device="cuda", scaler=scaler, blend=blend, **SMALL)
     assert all(t.device.type == "cuda" for t in gpu._engine.pool.tensors.values())
-    np.testing.assert_allclose(run(gpu, batches), run(build(family), batches), rtol=1e-5)
+    cpu = build(family, scaler=scaler, blend=blend)
+    np.testing.assert_allclose(run(gpu, batches), run(cpu, batches), rtol=1e-5)
 
 
 def test_partial_snapshot_merges_into_another_instance_and_forget_drops(family: str) -> None:
