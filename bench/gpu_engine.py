@@ -35,6 +35,7 @@ def copies_per_step(fc: forecaster.Forecaster, streams: list[str], ts: float, va
     }
 
 
+@torch.inference_mode()  # as Engine.advance runs it: the pool's buffers are inference tensors
 def device_step_ms(fc: forecaster.Forecaster, n: int, repeats: int) -> list[float]:
     """The model step alone (gather state, step, scatter) for all n streams, timed on the device."""
     engine = fc.engine
