@@ -9,7 +9,7 @@
 #                               (events/s, step p50/p99, device step, memory per stream, copies),
 #                            3. the cost of each kind of per-stream state (seasons, level weights,
 #                               members) over none, LSTM, 10k streams (bench/engine.py --state-only),
-#                            4. the worker with --device cuda on the embedded broker, 60 s at a
+#                            4. the worker with --device cuda on the embedded broker, 20 s at a
 #                               fixed rate (events/s, e2e p50/p99),
 #                            writing JSON and logs into OUT.
 # With the device tool: run(command="bench/gpu.sh run $OUT", carry=[".whl"], timeout_s=580).
@@ -59,7 +59,7 @@ run() {
   echo "== 4. worker on the embedded broker"
   local streams=${E2E_STREAMS:-100000}
   timeout 180 $py bench/e2e.py --streams "$streams" --records $((streams * 5)) --systems worker-lstm \
-    --latency-systems worker-lstm --fractions 0.5 --latency-seconds "${E2E_SECONDS:-60}" --device "$device" \
+    --latency-systems worker-lstm --fractions 0.5 --latency-seconds "${E2E_SECONDS:-20}" --device "$device" \
     --timeout 140 --out "$out/gpu-e2e.json" >"$out/gpu-e2e.log" 2>&1 || status=1
   tail -5 "$out/gpu-e2e.log"
   return $status
