@@ -52,12 +52,12 @@ def device_step_ms(fc: forecaster.Forecaster, n: int, repeats: int) -> list[floa
     return out
 
 
-def measure(family: str, n: int, device: str, steps: int) -> dict:
+def measure(family: str, n: int, device: str, steps: int, **options: int) -> dict:
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.empty_cache()
         before = torch.cuda.memory_allocated()
-    fc = forecaster.build(family, seed=0, device=device, capacity=n)
+    fc = forecaster.build(family, seed=0, device=device, capacity=n, **options)
     streams = [f"stream-{i}" for i in range(n)]
     rng = np.random.default_rng(0)
     level = np.full(n, 100.0)
@@ -99,12 +99,15 @@ def main() -> None:
     p.add_argument("--streams", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--steps", type=int, default=12, help="timed steps per measurement (the first is left out)")
     p.add_argument("--out", default="bench/results/gpu-engine.json")
+    p.add_argument("--tiny", action="store_true", help="a 4-wide, one-layer network: the host's share of advance")
     a = p.parse_args()
+    tiny = {"d_model": 4, "n_layer": 1, "d_ff": 8} if a.tiny else {}
     result = {
         "device": a.device,
         "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") else None,
         "torch": torch.__version__,
-        "families": {f: [measure(f, n, a.device, a.steps) for n in a.streams] for f in a.families},
+        "tiny": a.tiny,
+        "families": {f: [measure(f, n, a.device, a.steps, **tiny) for n in a.streams] for f in a.families},
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -143,7 +143,7 @@ class Forecaster:
         table = engine.table
         # in LRU order, whatever order they come in: a merge then restores that order too
         streams = table.streams if streams is None else table.in_lru_order(streams)
-        slots = torch.tensor([engine.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
+        slots = torch.tensor(engine.table.slots(streams), dtype=torch.int64, device=self.device)
         rows = engine.pool.rows(slots)
         return encode_snapshot(self._identity(), streams, [table.last_ts[s] for s in streams], rows, list(dropped))
 

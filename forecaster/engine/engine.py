@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,9 +45,9 @@ class Staging:
         self.slots = torch.empty(0, dtype=torch.int64)
         self.values = torch.empty(0, dtype=torch.float64)
 
-    def to_device(self, slots: Sequence[int], values: Sequence[float]) -> tuple[Tensor, Tensor]:
+    def to_device(self, slots: np.ndarray, values: Sequence[float]) -> tuple[Tensor, Tensor]:
         if self.device.type != "cuda":
-            return torch.tensor(slots, dtype=torch.int64), torch.tensor(values, dtype=torch.float64)
+            return torch.from_numpy(slots), torch.tensor(values, dtype=torch.float64)
         n = len(slots)
         if self.slots.numel() < n:  # grow by doubling, pinned
             size = max(n, 2 * self.slots.numel())
@@ -96,11 +97,11 @@ class Engine:
         """Apply validated events in order; returns forecasts (N, 1 + Q, H) float64 on the CPU.
 
         Events must already be valid and in time order per stream (``validate_batch``)."""
+        if len(ts) != len(streams):
+            raise ValueError(f"{len(streams)} streams but {len(ts)} times")
         distinct = self._make_room(streams)
-        last_ts = self.table.last_ts
-        for s, t in zip(streams, ts, strict=True):
-            last_ts[s] = t
-        slots, x = self.staging.to_device([self.table.slot(s) for s in streams], values)
+        self.table.last_ts.update(zip(streams, ts, strict=True))  # in order: a stream's last time stays
+        slots, x = self.staging.to_device(self.table.slots(streams), values)
         if distinct == len(streams):  # one event per stream: a single step
             return self._step(slots, x).cpu()  # sync point
         out = torch.empty((len(streams), *self._out_shape), dtype=torch.float64, device=self.device)
@@ -140,8 +141,9 @@ class Engine:
         table = self.table
         if self.idle_timeout is not None:
             self.evictions += table.evict_idle(now, self.idle_timeout)
-        new = [s for s in batch if s not in table]
-        table.touch((s for s in batch if s in table), now)  # batch streams go last in LRU order
+        found = table.lookup(batch)
+        table.touch(found[found >= 0], now)  # batch streams go last in LRU order
+        new = [s for s, slot in zip(batch, found.tolist(), strict=True) if slot < 0]
         if self.max_streams is not None:
             self.evictions += table.evict_lru(len(table) + len(new) - self.max_streams)
         if new:
@@ -157,17 +159,14 @@ class Engine:
         if not merge:
             self.table = SlotTable()
         table = self.table
-        slots = []
-        for s in streams:  # one pass, in order: known and new streams end in the given LRU order
-            if s in table:
-                table.touch((s,), now)
-                slots.append(table.slot(s))
-            else:
-                slots.append(table.assign(s, now))
-        for s, ts in zip(streams, last_ts, strict=True):
-            table.last_ts[s] = ts
+        for s in streams:
+            if s not in table:
+                table.assign(s, now)
+        slots = table.slots(streams)
+        table.touch(slots, now)  # known and new streams end in the given LRU order
+        table.last_ts.update(zip(streams, last_ts, strict=True))
         self.pool.grow(max(1, table.high_water))
-        self.pool.load_rows(torch.tensor(slots, dtype=torch.int64, device=self.device), rows)
+        self.pool.load_rows(torch.from_numpy(slots).to(self.device), rows)
 
     def drop(self, streams: Sequence[str]) -> None:
         """Forget these streams (e.g. of partitions this worker no longer owns); not counted as evictions."""
@@ -178,5 +177,5 @@ class Engine:
     def read(self, name: str, streams: Sequence[str]) -> Tensor:
         """State entry ``name`` of the given resident streams, on the CPU (e.g. the scaler's
         ``x_scale`` to put a live forecast error in the stream's units)."""
-        slots = torch.tensor([self.table.slot(s) for s in streams], dtype=torch.int64, device=self.device)
+        slots = torch.tensor(self.table.slots(streams), dtype=torch.int64, device=self.device)
         return self.pool.tensors[name].index_select(0, slots).cpu()
