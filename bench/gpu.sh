@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, prepared to run in one call on a lent H200 (16 cores, no network) within 9 minutes.
+# The GPU check, prepared to run in one call on a lent H200 (16 cores, no network) within 10 minutes.
 #
 #   bench/gpu.sh fetch       here, once: the Python wheels the GPU machine's image lacks, into .whl/
 #                            (.whl is git-ignored; it travels with the run as a carried path)
@@ -9,10 +9,10 @@
 #                               (events/s, step p50/p99, device step, memory per stream, copies),
 #                            3. the cost of each kind of per-stream state (seasons, level weights,
 #                               members) over none, LSTM, 10k streams (bench/engine.py --state-only),
-#                            4. the worker with --device cuda on the embedded broker, 20 s at a
-#                               fixed rate (events/s, e2e p50/p99),
+#                            4. the worker with --device cuda on the embedded broker beside the bare
+#                               client (passthrough): maximum rates, then 20 s at half (e2e p50/p99),
 #                            writing JSON and logs into OUT.
-# With the device tool: run(command="bench/gpu.sh run $OUT", carry=[".whl"], timeout_s=580).
+# With the device tool: run(command="bench/gpu.sh run $OUT", carry=[".whl"], timeout_s=600).
 # DEVICE=cpu STREAMS="1000 10000" E2E_STREAMS=1000 E2E_SECONDS=5 bench/gpu.sh run OUT rehearses it here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,16 +49,16 @@ run() {
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; $py -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'; } | tee "$out/gpu-tests.txt"
   local status=0
   echo "== 1. CUDA tests"
-  timeout 90 $py -m pytest -q -m gpu tests/unit -p no:cacheprovider -rs 2>&1 | tail -8 | tee -a "$out/gpu-tests.txt" || status=1
+  timeout 60 $py -m pytest -q -m gpu tests/unit -p no:cacheprovider -rs 2>&1 | tail -8 | tee -a "$out/gpu-tests.txt" || status=1
   echo "== 2. engine at ${STREAMS:-100000 1000000} streams"
   # shellcheck disable=SC2086
-  timeout 180 $py bench/gpu_engine.py --device "$device" --streams ${STREAMS:-100000 1000000} --out "$out/gpu-engine.json" 2>&1 | tee "$out/gpu-engine.log" | tail -12 || status=1
+  timeout 230 $py bench/gpu_engine.py --device "$device" --streams ${STREAMS:-100000 1000000} --steps 8 --out "$out/gpu-engine.json" 2>&1 | tee "$out/gpu-engine.log" | tail -12 || status=1
   echo "== 3. per-stream state kinds, LSTM, 10k streams"
   timeout 90 $py bench/engine.py --state-only --device "$device" --seconds 2 --out "$out/gpu-engine-state.json" 2>&1 |
     tail -8 || status=1
   echo "== 4. worker on the embedded broker"
   local streams=${E2E_STREAMS:-100000}
-  timeout 180 $py bench/e2e.py --streams "$streams" --records $((streams * 5)) --systems worker-lstm \
+  timeout 180 $py bench/e2e.py --streams "$streams" --records $((streams * 5)) --systems passthrough worker-lstm \
     --latency-systems worker-lstm --fractions 0.5 --latency-seconds "${E2E_SECONDS:-20}" --device "$device" \
     --timeout 140 --out "$out/gpu-e2e.json" >"$out/gpu-e2e.log" 2>&1 || status=1
   tail -5 "$out/gpu-e2e.log"
