@@ -96,6 +96,7 @@ class Scaler:
 
     def __init__(self, config: ScalerConfig, horizon: int) -> None:
         self.config, self.horizon = config, horizon
+        self._alphas: dict[tuple[torch.device, torch.dtype], Tensor] = {}  # level weights, once per device
 
     @property
     def n_features(self) -> int:
@@ -175,7 +176,9 @@ class Scaler:
         combine = _sum if add else _product
         weights = self.level_weights
         B, K, H = len(x), len(weights), self.horizon
-        alpha = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        alpha = self._alphas.get((x.device, x.dtype))
+        if alpha is None:  # made once: a host-to-device copy at every step would wait for the device
+            alpha = self._alphas[(x.device, x.dtype)] = torch.tensor(weights, dtype=x.dtype, device=x.device)
         xk = x[:, None].expand(B, K)  # every candidate j sees the same value: (B, K) below
         level_before = state["hw_level"].reshape(B, K)
         rings = {m: state[f"season_{m}"].reshape(B, K, m) for m in c.seasons}

@@ -287,8 +287,10 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
     }
     if not calibrate:
         return model, report
-    blend = fit_blend(held) if held.own is not None else 0.0
-    y = _blended(y, held.own, blend) if held.own is not None else y
+    blend = 0.0
+    if held.own is not None:
+        blend = fit_blend(held)
+        y = _blended(y, held.own, blend)
     scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
     fitted = {"blend": blend, "interval_scale": scale}
     if not blend:  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from forecaster.data import Series
+from forecaster.evaluation.metrics import mase_scale
 from forecaster.models.scaling import Scaler
 
 
@@ -51,8 +52,8 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
             if scaler.gives_own_forecast:
                 ours = (own[j, :T] - anchor[j, :T]) / scale[j, :T, None]
                 lag = min(scaler.config.seasons[0], T - 1)
-                seasonal_difference = (x[j, lag:T] - x[j, : T - lag]).abs().mean().clamp(min=1e-12)
-                out[n] = Prepared(features[j, :T], targets, ours.float(), scale[j, :T] / seasonal_difference)
+                per_mase = max(mase_scale(np.asarray(series[n].values, dtype=np.float64), lag), 1e-12)
+                out[n] = Prepared(features[j, :T], targets, ours.float(), scale[j, :T] / per_mase)
             else:
                 out[n] = Prepared(features[j, :T], targets)
     return [out[n] for n in range(len(series))]
