@@ -33,6 +33,11 @@ class ScalerConfig(BaseModel):
         description="more level weights, each with its own profiles: each stream's own forecast follows the one "
         "with the least recent error (with seasons)",
     )
+    drift: bool = Field(
+        False,
+        description="each stream's own forecast may also follow a level weight from 0.05 up with a Theta drift "
+        "(half the slope of a discounted linear trend of the deseasonalised values) (with seasons)",
+    )
     smooth_season: float = Field(0.5, gt=0, le=1, description="Holt-Winters seasonal weight gamma (with seasons)")
     seasonal_form: Literal["additive", "multiplicative"] = Field(
         "additive", description="profiles added to the level (any sign) or factors times it (positive series)"

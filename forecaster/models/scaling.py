@@ -50,6 +50,17 @@ no coefficients:
     own_t   = a^j*_t,   j* = argmin_j E_j   (j* = 0 until anything is counted)
 
 and the model blends it with the network's forecast (``ModelConfig.blend``, fitted on validation).
+With ``drift`` the candidates j also include, for each level weight alpha from ``MIN_DRIFT_LEVEL``
+up, the Theta method's forecast (simple smoothing with drift, as Hyndman and Billah showed it to
+be): the same level and profiles, plus half the slope b_t of a straight line fitted to the
+deseasonalised values by least squares discounted over ``ERROR_MEMORY`` horizons or cycles,
+
+    drift_{t,k} = b_t / 2 (k - 1 + (1 - (1 - alpha)^n) / alpha),     n = t + 1 values seen
+    a_{t,k} + drift_{t,k}  (additive),   (l + drift_{t,k}) prod_m F_m  (multiplicative)
+
+The sums are kept relative to now (times u = s - t <= 0), so they stay bounded on an endless
+stream: sum_s w_s u^i (i = 0, 1, 2; w_s = lambda^-u) per stream, and sum_s w_s d_s and
+sum_s w_s u d_s per drifted weight.
 Each candidate keeps the forecasts it made k steps ago in a ring of k per tracked step. Steps far
 ahead count because the one-step error alone favours a level that chases the data, which
 forecasts worse far ahead (M4 Hourly). Errors are counted once a forecast's origin is past the
@@ -70,6 +81,9 @@ from forecaster.models.config import ScalerConfig
 _TINY = 1e-12  # floor of the scale, only reached by all-zero streams
 _FACTOR = 10.0  # multiplicative factors stay within [1/10, 10]: a stream that leaves the positive range stays finite
 ERROR_MEMORY = 10  # a candidate's tracked error averages over about this many horizons or longest cycles
+# A slower level lags a trend by more than a short series can settle (1 / alpha steps), which the
+# drift's 1 / alpha term would extrapolate: such weights get no drifted candidate.
+MIN_DRIFT_LEVEL = 0.05
 
 
 def _sum(parts: Iterable[Tensor]) -> Tensor | float:
@@ -96,7 +110,8 @@ class Scaler:
 
     def __init__(self, config: ScalerConfig, horizon: int) -> None:
         self.config, self.horizon = config, horizon
-        self._alphas: dict[tuple[torch.device, torch.dtype], Tensor] = {}  # level weights, once per device
+        # Constants made once per device: a host-to-device copy at every step would wait for the device.
+        self._constants: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
     @property
     def n_features(self) -> int:
@@ -113,10 +128,14 @@ class Scaler:
             spec["hw_level"] = StateEntry(each, f64)
             for m in self.config.seasons:
                 spec[f"season_{m}"] = StateEntry((*each, m), f64, ring_axis=len(each))  # S_m[phase], phase = t % m
-            if K > 1:
-                spec["hw_error"] = StateEntry(each, f64)  # E_j
+            D = len(self.drifted)
+            if D:
+                spec["hw_moments"] = StateEntry((3,), f64)  # sum_s w_s u^i, i = 0, 1, 2
+                spec["hw_trend"] = StateEntry((D, 2), f64)  # sum_s w_s d_s, sum_s w_s u d_s
+            if K + D > 1:
+                spec["hw_error"] = StateEntry((K + D,), f64)  # E_j
                 for k in self.tracked_steps:
-                    spec[f"hw_ahead_{k}"] = StateEntry((K, k), f64, ring_axis=1)  # a^j_{t,k} at slot t % k
+                    spec[f"hw_ahead_{k}"] = StateEntry((K + D, k), f64, ring_axis=1)  # a^j_{t,k} at slot t % k
         return spec
 
     @property
@@ -125,10 +144,30 @@ class Scaler:
         c = self.config
         return (c.smooth_level, *(a for a in dict.fromkeys(c.level_choices) if a != c.smooth_level))
 
+    def _constant(self, name: str, values: tuple[float, ...], like: Tensor) -> Tensor:
+        """``values`` as a tensor of ``like``'s device and dtype, made once."""
+        key = (name, like.device, like.dtype)
+        if key not in self._constants:
+            self._constants[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+        return self._constants[key]
+
+    @property
+    def memory(self) -> int:
+        """Steps a stream's tracked errors and drift remember: ``ERROR_MEMORY`` horizons or longest cycles."""
+        return ERROR_MEMORY * max(self.horizon, *self.config.seasons)
+
+    @property
+    def drifted(self) -> tuple[int, ...]:
+        """The positions in ``level_weights`` of the weights that also forecast with a drift."""
+        if not self.config.drift:
+            return ()
+        return tuple(j for j, a in enumerate(self.level_weights) if a >= MIN_DRIFT_LEVEL)
+
     @property
     def gives_own_forecast(self) -> bool:
-        """Whether a stream's own forecast can differ from the anchor (seasons and level choices)."""
-        return bool(self.config.seasons) and len(self.level_weights) > 1
+        """Whether a stream's own forecast can differ from the anchor (seasons, and level
+        choices or a drift)."""
+        return bool(self.config.seasons) and len(self.level_weights) + len(self.drifted) > 1
 
     @property
     def tracked_steps(self) -> tuple[int, ...]:
@@ -176,9 +215,7 @@ class Scaler:
         combine = _sum if add else _product
         weights = self.level_weights
         B, K, H = len(x), len(weights), self.horizon
-        alpha = self._alphas.get((x.device, x.dtype))
-        if alpha is None:  # made once: a host-to-device copy at every step would wait for the device
-            alpha = self._alphas[(x.device, x.dtype)] = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        alpha = self._constant("alpha", weights, x)
         xk = x[:, None].expand(B, K)  # every candidate j sees the same value: (B, K) below
         level_before = state["hw_level"].reshape(B, K)
         rings = {m: state[f"season_{m}"].reshape(B, K, m) for m in c.seasons}
@@ -203,22 +240,49 @@ class Scaler:
         anchors = level[..., None] + combine(ahead) if add else level[..., None] * (1 + combine(ahead))  # (B, K, H)
         update = {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
         if K == 1:
-            return error[:, 0], anchors[:, 0], anchors[:, 0], {name: v[:, 0] for name, v in update.items()}
+            update = {name: v[:, 0] for name, v in update.items()}
+        if self.drifted:
+            drift, trend = self._drift(deseasonalised, t, state)
+            j = self._constant("drifted", self.drifted, t)
+            anchors = torch.cat([anchors, anchors[:, j] + drift * (1 if add else 1 + combine(ahead)[:, j])], dim=1)
+            update |= trend
+        C = anchors.shape[1]  # the candidates: each level weight, then each drifted one
+        if C == 1:
+            return error[:, 0], anchors[:, 0], anchors[:, 0], update
+        xk = x[:, None].expand(B, C)
         warm = max(c.seasons)
         total, counted = torch.zeros_like(xk), torch.zeros_like(x)
         for steps in self.tracked_steps:
-            slot = (t % steps)[:, None, None].expand(B, K, 1)
+            slot = (t % steps)[:, None, None].expand(B, C, 1)
             made = state[f"hw_ahead_{steps}"].gather(2, slot)[..., 0]  # the forecast of x_t made at t - steps
             known = (t - steps >= warm).to(x.dtype)  # its origin past the first longest cycle
             total = total + known[:, None] * (xk - made).abs()
             counted = counted + known
             update[f"hw_ahead_{steps}"] = anchors[..., steps - 1]
         n = (t - warm).clamp(min=1).to(x.dtype)  # errors counted so far, this one included
-        rate = torch.where(counted > 0, torch.clamp(1 / n, min=1 / (ERROR_MEMORY * max(H, warm))), 0.0)[:, None]
+        rate = torch.where(counted > 0, torch.clamp(1 / n, min=1 / self.memory), 0.0)[:, None]
         tracked = state["hw_error"] + rate * (total / counted.clamp(min=1)[:, None] - state["hw_error"])
         update["hw_error"] = tracked
         best = tracked.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
         return error[:, 0], anchors[:, 0], anchors.gather(1, best[..., None].expand(B, 1, H))[:, 0], update
+
+    def _drift(self, deseasonalised: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The drift term of each drifted weight (B, D, H) and the discounted sums' update."""
+        lam = 1 - 1 / self.memory
+        m0, m1, m2 = state["hw_moments"].unbind(-1)  # time moves on by one: every u becomes u - 1
+        m0, m1, m2 = lam * m0 + 1, lam * (m1 - m0), lam * (m2 - 2 * m1 + m0)
+        d = deseasonalised[:, self._constant("drifted", self.drifted, t)]  # (B, D)
+        sums = state["hw_trend"].reshape(len(d), -1, 2)
+        sum_d, sum_ud = lam * sums[..., 0] + d, lam * (sums[..., 1] - sums[..., 0])
+        det = (m0 * m2 - m1**2)[:, None]  # 0 until two values are seen
+        slope = torch.where(det > _TINY, (m0[:, None] * sum_ud - m1[:, None] * sum_d) / det.clamp(min=_TINY), 0.0)
+        alpha = self._constant("alpha", self.level_weights, d)[self._constant("drifted", self.drifted, t)]
+        n = (t + 1).to(d.dtype)[:, None]
+        lag = (1 - (1 - alpha) ** n) / alpha  # (B, D): how far simple smoothing's level trails a line
+        k = torch.arange(self.horizon, dtype=d.dtype, device=d.device)  # k - 1
+        drift = slope[..., None] / 2 * (k + lag[..., None])  # (B, D, H)
+        moments = torch.stack([m0, m1, m2], dim=-1)
+        return drift, {"hw_moments": moments, "hw_trend": torch.stack([sum_d, sum_ud], dim=-1)}
 
     def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (B, T) float64 from each series' start -> features (B, T, F) float32, anchor and

@@ -17,7 +17,8 @@ Of the weights whose score is within one standard error (and 2%) of the best, th
 taken. Then the streams are offered their own level weights among ``LEVEL_CHOICES``
 (``ScalerConfig.level_choices``: each stream also forecasts with the weight it forecasts best,
 for the model to blend with the network's forecast): offered where that forecast beats the
-chosen weight's, as on business series that differ in how fast their level moves.
+chosen weight's, as on business series that differ in how fast their level moves; and beside
+them a Theta drift (``ScalerConfig.drift``), where it forecasts better still, as on trending ones.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from forecaster.data import Series
 from forecaster.models.config import ScalerConfig
-from forecaster.models.scaling import ERROR_MEMORY, Scaler
+from forecaster.models.scaling import Scaler
 
 ALPHAS = (0.001, 0.01, 0.05, 0.2, 0.5)  # level weights tried (1 would freeze the profiles)
 GAMMAS = (0.05, 0.2, 0.5)  # seasonal weights tried
@@ -44,8 +45,8 @@ MAX_SERIES = 256  # a seeded sample of a wider data set: the weights are global,
 class SeasonalChoice:
     """The chosen scaler, the score of every candidate (``(seasons, form, alpha, gamma) -> error``)
     and of the references: the random walk and the best level alone; ``per_stream``: the score
-    with the level weight chosen by each stream, and ``alone`` the chosen weight's on the same
-    longer histories (NaN where not tried)."""
+    with the level weight (and drift) chosen by each stream, and ``alone`` the chosen weight's on
+    the same longer histories (NaN where not tried)."""
 
     scaler: ScalerConfig
     scores: dict[tuple[tuple[int, ...], str, float, float], float]
@@ -166,7 +167,7 @@ def choose_seasonal(
     # chosen weight alone, after as many more values as a stream's tracked error remembers. The
     # weights offered are those that forecast at least MIN_SHARE of the series best (each one
     # costs a stream a Holt-Winters state).
-    longer, long_lengths = _tails(usable, warm + span + horizon + ERROR_MEMORY * max(horizon, periods[-1]))
+    longer, long_lengths = _tails(usable, warm + span + horizon + Scaler(chosen, horizon).memory)
 
     def longer_errors(config: ScalerConfig) -> np.ndarray:
         return _anchor_errors(longer, long_lengths, Scaler(config, horizon).sequence(longer)[2], horizon, span, warm)
@@ -175,6 +176,9 @@ def choose_seasonal(
     share = np.bincount(each.argmin(axis=0), minlength=len(LEVEL_CHOICES)) / each.shape[1]
     offered = tuple(a for a, p in zip(LEVEL_CHOICES, share, strict=True) if p >= MIN_SHARE and a != alpha)
     alone = float(each[LEVEL_CHOICES.index(alpha)].mean())
-    per_stream = chosen.model_copy(update={"level_choices": offered})
-    score = float(longer_errors(per_stream).mean()) if offered else alone
-    return SeasonalChoice(per_stream if score < alone else chosen, scores, random_walk, level, score, alone)
+    # Then a Theta drift beside those weights, kept where it forecasts better still (trending series).
+    candidates = [chosen.model_copy(update={"level_choices": offered, "drift": drift}) for drift in (False, True)]
+    tried = {c: float(longer_errors(c).mean()) for c in candidates if Scaler(c, horizon).gives_own_forecast}
+    best_own = min(tried, key=tried.__getitem__, default=chosen)
+    score = tried.get(best_own, alone)
+    return SeasonalChoice(best_own if score < alone else chosen, scores, random_walk, level, score, alone)

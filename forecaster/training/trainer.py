@@ -294,7 +294,7 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
     scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
     fitted = {"blend": blend, "interval_scale": scale}
     if not blend:  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)
-        fitted["scaler"] = c.scaler.model_copy(update={"level_choices": ()})
+        fitted["scaler"] = c.scaler.model_copy(update={"level_choices": (), "drift": False})
     calibrated = ForecastModel(c.model_copy(update=fitted))
     calibrated.load_state_dict(model.state_dict())
     report |= {

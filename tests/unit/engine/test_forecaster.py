@@ -13,12 +13,14 @@ from tests.conftest import events, random_walks
 
 SMALL = {"d_model": 16, "n_layer": 2, "d_ff": 32, "window": 8, "horizon": 4}
 # The streaming contracts hold with every kind of per-stream state: none, additive or multiplicative
-# seasons, and a level weight each stream chooses for itself.
+# seasons, and a level weight, with or without a drift, each stream chooses for itself.
 SCALERS = {
     "plain": ScalerConfig(),
     "additive": ScalerConfig(seasons=(3, 7), lags=2),
     "multiplicative": ScalerConfig(seasons=(3, 7), lags=2, seasonal_form="multiplicative"),
-    "level_choices": ScalerConfig(seasons=(3, 7), lags=2, seasonal_form="multiplicative", level_choices=(0.05, 0.8)),
+    "own_forecast": ScalerConfig(
+        seasons=(3, 7), lags=2, seasonal_form="multiplicative", level_choices=(0.05, 0.8), drift=True
+    ),
 }
 
 
@@ -166,7 +168,7 @@ def test_truncated_snapshot_is_refused() -> None:
 )
 def test_bad_event_rejects_the_whole_batch_and_changes_nothing(bad: object, reason: str) -> None:
     batches = events(random_walks(2, 3, seed=9), ["a", "b"], t0=0.0)
-    seasonal = SCALERS["multiplicative"]  # the most state a stream carries
+    seasonal = SCALERS["own_forecast"]  # the most state a stream carries
     fc, twin = build("lstm", scaler=seasonal), build("lstm", scaler=seasonal)
     fc.update([{"stream": "a", "ts": 1.0, "value": 100.0}])
     twin.update([{"stream": "a", "ts": 1.0, "value": 100.0}])

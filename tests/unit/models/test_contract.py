@@ -47,12 +47,12 @@ def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
 
 
 @pytest.mark.parametrize("form", ["additive", "multiplicative"])
-@pytest.mark.parametrize("level_choices", [(), (0.05, 0.8)])
-def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, level_choices: tuple[float, ...]) -> None:
+@pytest.mark.parametrize("own", [{}, {"level_choices": (0.05, 0.8)}, {"level_choices": (0.05, 0.8), "drift": True}])
+def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own: dict) -> None:
     from forecaster.models import ScalerConfig
 
-    scaler = ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form, level_choices=level_choices)
-    model = make(family, scaler=scaler, blend=0.3 if level_choices else 0.0)
+    scaler = ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form, **own)
+    model = make(family, scaler=scaler, blend=0.3 if own else 0.0)
     x = torch.from_numpy(random_walks(3, 40, seed=6))  # both rings wrap several times
     with torch.no_grad():
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
@@ -61,7 +61,7 @@ def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, lev
 def test_a_blended_forecast_is_the_networks_and_the_streams_own_in_proportion(family: str) -> None:
     from forecaster.models import ScalerConfig
 
-    scaler = ScalerConfig(seasons=(3, 7), seasonal_form="multiplicative", level_choices=(0.05, 0.8))
+    scaler = ScalerConfig(seasons=(3, 7), seasonal_form="multiplicative", level_choices=(0.05, 0.8), drift=True)
     network, blended = make(family, scaler=scaler), make(family, scaler=scaler, blend=0.3)
     x = torch.from_numpy(random_walks(3, 40, seed=6))
     _, _, own, _ = network.scaler.sequence(x)

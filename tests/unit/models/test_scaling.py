@@ -134,3 +134,34 @@ def test_level_choices_that_repeat_the_data_sets_weight_change_nothing() -> None
     same = Scaler(ScalerConfig(seasons=(3, 6), smooth_level=0.2, level_choices=(0.2,)), 8)
     assert same.state_spec() == plain.state_spec()
     assert all(torch.equal(a, b) for a, b in zip(same.sequence(x), plain.sequence(x), strict=True))
+
+
+def test_a_trending_stream_follows_its_drift_and_a_level_one_does_not() -> None:
+    period, H, n = 6, 8, 400
+    t = torch.arange(n + H).double()
+    g = torch.Generator().manual_seed(1)
+    cycle = 10 * torch.sin(2 * torch.pi * t / period)
+    noise = torch.randn(2, n + H, generator=g).double()
+    x = torch.stack([100 + 2 * t + cycle, 100 + 0 * t + cycle]) + noise
+    past, future = x[:, :n], x[:, n:]
+    plain = Scaler(ScalerConfig(seasons=(period,), smooth_level=0.2, level_choices=(0.8,)), H)
+    drifting = Scaler(ScalerConfig(seasons=(period,), smooth_level=0.2, level_choices=(0.8,), drift=True), H)
+    assert drifting.drifted == (0, 1) and drifting.gives_own_forecast
+    f, a, own, _ = drifting.sequence(past)
+    f0, a0, own0, _ = plain.sequence(past)
+    assert torch.equal(f, f0) and torch.equal(a, a0)  # the network's inputs and anchor: unchanged
+    error = (own[:, -1] - future).abs().mean(dim=1)
+    error0 = (own0[:, -1] - future).abs().mean(dim=1)
+    assert error[0] < 0.7 * error0[0]  # the trend: the drift (half the slope, as Theta) forecasts it better
+    assert torch.equal(own[1, -1], own0[1, -1])  # no trend: a candidate without drift is kept
+    _, _, scaled, _ = drifting.sequence(4.0 * past)
+    assert torch.allclose(scaled, 4.0 * own, rtol=1e-9)  # the slope scales with x: the same choices
+
+
+def test_no_level_weight_fast_enough_for_a_drift_leaves_the_state_as_it_was() -> None:
+    x = seasonal(3, 40)
+    plain = Scaler(ScalerConfig(seasons=(3, 6), smooth_level=0.01), 8)
+    slow = Scaler(ScalerConfig(seasons=(3, 6), smooth_level=0.01, drift=True), 8)
+    assert slow.drifted == () and not slow.gives_own_forecast
+    assert slow.state_spec() == plain.state_spec()
+    assert all(torch.equal(a, b) for a, b in zip(slow.sequence(x), plain.sequence(x), strict=True))

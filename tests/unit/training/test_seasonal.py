@@ -82,3 +82,13 @@ def test_one_weight_that_serves_every_series_is_kept_alone() -> None:
     choice = choose_seasonal(cycles, ScalerConfig(seasons=(6,)), horizon=8)
     assert choice.scaler.seasons == (6,) and choice.scaler.level_choices == ()
     assert choice.per_stream >= choice.alone
+
+
+def test_a_drift_is_offered_where_the_series_trend_and_not_where_they_cycle_on_a_level() -> None:
+    rng = np.random.default_rng(7)
+    t = np.arange(300.0)
+    cycle = 30 * np.sin(2 * np.pi * t / 6)
+    trending = [Series(f"t{i}", t, 500 + (1 + i) * t + cycle + rng.normal(0, 8, 300)) for i in range(6)]
+    level = [Series(f"l{i}", t, 500 + cycle + rng.normal(0, 8, 300)) for i in range(6)]
+    assert choose_seasonal(trending, ScalerConfig(seasons=(6,)), horizon=8).scaler.drift
+    assert not choose_seasonal(level, ScalerConfig(seasons=(6,)), horizon=8).scaler.drift
