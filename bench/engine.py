@@ -215,11 +215,11 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
         }
         for choices in ((0.01, 0.05, 0.2), LEVEL_CHOICES[1:])
     },
-    "multiplicative, 3 level weights + drift": {  # what M4 Hourly's training data now offers
+    "multiplicative, 4 level weights + drift": {  # what M4 Hourly's training data now offers
         "scaler": ScalerConfig(
-            seasons=(24, 168), seasonal_form="multiplicative", level_choices=(0.01, 0.05), drift=True
+            seasons=(24, 168), seasonal_form="multiplicative", level_choices=(0.01, 0.05, 0.2), drift=True
         ),
-        "blend": 0.1,
+        "blend": 0.15,
     },
     **{
         f"multiplicative, {k} members": {
