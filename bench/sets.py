@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import re
 import zipfile
@@ -129,6 +130,8 @@ def main() -> None:
     if args.command == "prepare":
         prepare(args.wheels, args.out)
         return
+    if importlib.util.find_spec("statsforecast") is None:  # needed after the families' training: fail first
+        raise SystemExit("statsforecast is missing: .venv/bin/pip install -e '.[bench]'")
     for name in args.set:
         result = run(args.data, name, args.minutes, args.out)
         for model, row in result["rows"].items():
