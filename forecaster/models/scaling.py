@@ -71,6 +71,7 @@ changes its ways can change its choice. Errors scale with x, so the choice is sc
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -138,7 +139,7 @@ class Scaler:
                     spec[f"hw_ahead_{k}"] = StateEntry((K + D, k), f64, ring_axis=1)  # a^j_{t,k} at slot t % k
         return spec
 
-    @property
+    @cached_property
     def level_weights(self) -> tuple[float, ...]:
         """The Holt-Winters level weights a stream chooses among, the data set's choice first."""
         c = self.config
@@ -156,7 +157,7 @@ class Scaler:
         """Steps a stream's tracked errors and drift remember: ``ERROR_MEMORY`` horizons or longest cycles."""
         return ERROR_MEMORY * max(self.horizon, *self.config.seasons)
 
-    @property
+    @cached_property
     def drifted(self) -> tuple[int, ...]:
         """The positions in ``level_weights`` of the weights that also forecast with a drift."""
         if not self.config.drift:
@@ -237,14 +238,15 @@ class Scaler:
             at = (t[:, None] + k[None, :]) % m  # (B, H)
             profile = rings[m].gather(2, at[:, None, :].expand(B, K, H))
             ahead.append(torch.where((at == phase[m][:, 0])[:, None, :], now[m][..., None], profile))  # new entry
-        anchors = level[..., None] + combine(ahead) if add else level[..., None] * (1 + combine(ahead))  # (B, K, H)
+        shape = combine(ahead)  # (B, K, H): the profiles summed, or their factors' product minus 1
+        anchors = level[..., None] + shape if add else level[..., None] * (1 + shape)
         update = {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
         if K == 1:
             update = {name: v[:, 0] for name, v in update.items()}
         if self.drifted:
-            drift, trend = self._drift(deseasonalised, t, state)
             j = self._constant("drifted", self.drifted, t)
-            anchors = torch.cat([anchors, anchors[:, j] + drift * (1 if add else 1 + combine(ahead)[:, j])], dim=1)
+            drift, trend = self._drift(deseasonalised[:, j], t, state)
+            anchors = torch.cat([anchors, anchors[:, j] + drift * (1 if add else 1 + shape[:, j])], dim=1)
             update |= trend
         C = anchors.shape[1]  # the candidates: each level weight, then each drifted one
         if C == 1:
@@ -266,17 +268,17 @@ class Scaler:
         best = tracked.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
         return error[:, 0], anchors[:, 0], anchors.gather(1, best[..., None].expand(B, 1, H))[:, 0], update
 
-    def _drift(self, deseasonalised: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """The drift term of each drifted weight (B, D, H) and the discounted sums' update."""
+    def _drift(self, d: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The deseasonalised values of the drifted weights (B, D) -> the drift term of each
+        (B, D, H) and the discounted sums' update."""
         lam = 1 - 1 / self.memory
         m0, m1, m2 = state["hw_moments"].unbind(-1)  # time moves on by one: every u becomes u - 1
         m0, m1, m2 = lam * m0 + 1, lam * (m1 - m0), lam * (m2 - 2 * m1 + m0)
-        d = deseasonalised[:, self._constant("drifted", self.drifted, t)]  # (B, D)
         sums = state["hw_trend"].reshape(len(d), -1, 2)
         sum_d, sum_ud = lam * sums[..., 0] + d, lam * (sums[..., 1] - sums[..., 0])
         det = (m0 * m2 - m1**2)[:, None]  # 0 until two values are seen
         slope = torch.where(det > _TINY, (m0[:, None] * sum_ud - m1[:, None] * sum_d) / det.clamp(min=_TINY), 0.0)
-        alpha = self._constant("alpha", self.level_weights, d)[self._constant("drifted", self.drifted, t)]
+        alpha = self._constant("drifted alpha", tuple(self.level_weights[j] for j in self.drifted), d)
         n = (t + 1).to(d.dtype)[:, None]
         lag = (1 - (1 - alpha) ** n) / alpha  # (B, D): how far simple smoothing's level trails a line
         k = torch.arange(self.horizon, dtype=d.dtype, device=d.device)  # k - 1
