@@ -94,8 +94,8 @@ def _sum(parts: Iterable[Tensor]) -> Tensor | float:
 def _product(parts: Iterable[Tensor]) -> Tensor | float:
     """The product of factors stored as f - 1 (so that an empty ring, all zeros, is neutral), minus 1."""
     total: Tensor | float = 1.0
-    for p in parts:
-        total = total * (1 + p)
+    for i, p in enumerate(parts):
+        total = total * (1 + p) if i else 1 + p
     return total - 1
 
 
@@ -232,45 +232,85 @@ class Scaler:
             target = xk - level - _sum(others) if add else _factor(xk, level * (1 + _product(others)))
             gain = torch.where((t < m)[:, None], 1.0, c.smooth_season).to(x.dtype)
             now[m] = now[m] + gain * (target - now[m])
-        k = torch.arange(1, H + 1, device=x.device)
-        ahead = []
-        for m in c.seasons:
-            at = (t[:, None] + k[None, :]) % m  # (B, H)
-            profile = rings[m].gather(2, at[:, None, :].expand(B, K, H))
-            ahead.append(torch.where((at == phase[m][:, 0])[:, None, :], now[m][..., None], profile))  # new entry
-        shape = combine(ahead)  # (B, K, H): the profiles summed, or their factors' product minus 1
-        anchors = level[..., None] + shape if add else level[..., None] * (1 + shape)
         update = {"hw_level": level, **{f"season_{m}": now[m] for m in c.seasons}}
         if K == 1:
             update = {name: v[:, 0] for name, v in update.items()}
+        full = tuple(range(1, H + 1))
+        first_weight = self._constant("first weight", (0,), t).expand(B, 1)
+        if not self.gives_own_forecast:
+            anchor = self._forecast(level, rings, now, t, full, first_weight)[0][:, 0]
+            return error[:, 0], anchor, anchor, update
         if self.drifted:
             j = self._constant("drifted", self.drifted, t)
-            drift, trend = self._drift(deseasonalised[:, j], t, state)
-            anchors = torch.cat([anchors, anchors[:, j] + drift * (1 if add else 1 + shape[:, j])], dim=1)
+            half_slope, lag, trend = self._drift(deseasonalised[:, j], t, state)
             update |= trend
-        C = anchors.shape[1]  # the candidates: each level weight, then each drifted one
-        if C == 1:
-            return error[:, 0], anchors[:, 0], anchors[:, 0], update
-        xk = x[:, None].expand(B, C)
+        # Every candidate forecasts only the tracked steps; the full horizon only the first and the chosen one.
+        steps = self.tracked_steps
+        every_weight = self._constant("every weight", tuple(range(K)), t).expand(B, K)
+        ahead, shape = self._forecast(level, rings, now, t, steps, every_weight)  # (B, K, S)
+        if self.drifted:
+            drift = half_slope[..., None] * (self._constant("tracked", steps, x) - 1 + lag[..., None])  # (B, D, S)
+            ahead = torch.cat([ahead, ahead[:, j] + drift * (1 if add else 1 + shape[:, j])], dim=1)
+        C = ahead.shape[1]  # the candidates: each level weight, then each drifted one
+        xc = x[:, None].expand(B, C)
         warm = max(c.seasons)
-        total, counted = torch.zeros_like(xk), torch.zeros_like(x)
-        for steps in self.tracked_steps:
-            slot = (t % steps)[:, None, None].expand(B, C, 1)
-            made = state[f"hw_ahead_{steps}"].gather(2, slot)[..., 0]  # the forecast of x_t made at t - steps
-            known = (t - steps >= warm).to(x.dtype)  # its origin past the first longest cycle
-            total = total + known[:, None] * (xk - made).abs()
+        total, counted = torch.zeros_like(xc), torch.zeros_like(x)
+        for i, k in enumerate(steps):
+            slot = (t % k)[:, None, None].expand(B, C, 1)
+            made = state[f"hw_ahead_{k}"].gather(2, slot)[..., 0]  # the forecast of x_t made at t - k
+            known = (t - k >= warm).to(x.dtype)  # its origin past the first longest cycle
+            total = total + known[:, None] * (xc - made).abs()
             counted = counted + known
-            update[f"hw_ahead_{steps}"] = anchors[..., steps - 1]
+            update[f"hw_ahead_{k}"] = ahead[..., i]
         n = (t - warm).clamp(min=1).to(x.dtype)  # errors counted so far, this one included
         rate = torch.where(counted > 0, torch.clamp(1 / n, min=1 / self.memory), 0.0)[:, None]
-        tracked = state["hw_error"] + rate * (total / counted.clamp(min=1)[:, None] - state["hw_error"])
-        update["hw_error"] = tracked
-        best = tracked.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
-        return error[:, 0], anchors[:, 0], anchors.gather(1, best[..., None].expand(B, 1, H))[:, 0], update
+        errors = state["hw_error"] + rate * (total / counted.clamp(min=1)[:, None] - state["hw_error"])
+        update["hw_error"] = errors
+        best = errors.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
+        chosen = self._constant("candidate weight", (*range(K), *self.drifted), t)[best]  # (B, 1)
+        forecasts, shape = self._forecast(level, rings, now, t, full, torch.cat([first_weight, chosen], dim=1))
+        own = forecasts[:, 1]
+        if self.drifted:
+            d = (best[:, 0] - K).clamp(min=0)[:, None]  # the chosen drifted weight, if the choice is one
+            slope = torch.where(best >= K, half_slope.gather(1, d), 0.0)
+            drift = slope * (self._constant("full", full, x) - 1 + lag.gather(1, d))  # (B, H)
+            own = own + drift * (1 if add else 1 + shape[:, 1])
+        return error[:, 0], forecasts[:, 0], own, update
 
-    def _drift(self, d: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """The deseasonalised values of the drifted weights (B, D) -> the drift term of each
-        (B, D, H) and the discounted sums' update."""
+    def _forecast(
+        self,
+        level: Tensor,
+        rings: dict[int, Tensor],
+        now: dict[int, Tensor],
+        t: Tensor,
+        steps: tuple[int, ...],
+        weights: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Holt-Winters forecasts ``steps`` ahead by the states of the level weights at positions
+        ``weights`` (B, J), from every weight's level (B, K), rings (B, K, m) before this step and
+        their new entries (B, K) -> forecasts and seasonal shape (B, J, S): the profiles summed,
+        or their factors' product minus 1."""
+        add = self.config.seasonal_form == "additive"
+        (B, K), (J, S) = level.shape, (weights.shape[1], len(steps))
+        ahead = []
+        for m, ring in rings.items():
+            # Phases ahead from the phase now, and which steps land on it again (those read the new entry).
+            at = self._constant(
+                f"phase {m} ahead {steps}", tuple(tuple((p + k) % m for k in steps) for p in range(m)), t
+            )
+            flat = weights[..., None] * m + at.index_select(0, t % m)[:, None, :]  # (B, J, S) into (B, K * m)
+            profile = ring.reshape(B, K * m).gather(1, flat.reshape(B, J * S)).reshape(B, J, S)
+            wraps = [i for i, k in enumerate(steps) if k % m == 0]
+            if wraps:
+                profile[..., wraps] = now[m].gather(1, weights)[..., None]
+            ahead.append(profile)
+        shape = (_sum if add else _product)(ahead)
+        chosen = level.gather(1, weights)[..., None]
+        return (chosen + shape if add else chosen * (1 + shape)), shape
+
+    def _drift(self, d: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """The deseasonalised values of the drifted weights (B, D) -> half the slope b_t / 2 and
+        the lag (1 - (1 - alpha)^n) / alpha of each (B, D), and the discounted sums' update."""
         lam = 1 - 1 / self.memory
         m0, m1, m2 = state["hw_moments"].unbind(-1)  # time moves on by one: every u becomes u - 1
         m0, m1, m2 = lam * m0 + 1, lam * (m1 - m0), lam * (m2 - 2 * m1 + m0)
@@ -281,10 +321,8 @@ class Scaler:
         alpha = self._constant("drifted alpha", tuple(self.level_weights[j] for j in self.drifted), d)
         n = (t + 1).to(d.dtype)[:, None]
         lag = (1 - (1 - alpha) ** n) / alpha  # (B, D): how far simple smoothing's level trails a line
-        k = torch.arange(self.horizon, dtype=d.dtype, device=d.device)  # k - 1
-        drift = slope[..., None] / 2 * (k + lag[..., None])  # (B, D, H)
         moments = torch.stack([m0, m1, m2], dim=-1)
-        return drift, {"hw_moments": moments, "hw_trend": torch.stack([sum_d, sum_ud], dim=-1)}
+        return slope / 2, lag, {"hw_moments": moments, "hw_trend": torch.stack([sum_d, sum_ud], dim=-1)}
 
     def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (B, T) float64 from each series' start -> features (B, T, F) float32, anchor and
