@@ -221,6 +221,13 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
         ),
         "blend": 0.15,
     },
+    "multiplicative, 4 level weights + drift, a share per stream": {  # and the network weighed per stream
+        "scaler": ScalerConfig(
+            seasons=(24, 168), seasonal_form="multiplicative", level_choices=(0.01, 0.05, 0.2), drift=True
+        ),
+        "blend": 0.15,
+        "blend_power": 2.0,
+    },
     **{
         f"multiplicative, {k} members": {
             "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),

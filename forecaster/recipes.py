@@ -6,7 +6,7 @@ as functions that take a file, a pandas frame or a list of ``Series`` and return
 >>> from forecaster.data import PRICE_COLUMNS as columns, PRICES as prices
 >>> fc, report = forecaster.train(prices, "gru", columns=columns, horizon=4, d_model=16, epochs=1, progress=False)
 >>> fc.config.horizon, sorted(report.validation)
-(4, ['blend', 'coverage', 'coverage_uncalibrated', 'interval_scale', 'loss', 'loss_blended'])
+(4, ['blend', 'blend_power', 'coverage', 'coverage_uncalibrated', 'interval_scale', 'loss', 'loss_blended'])
 >>> scores = forecaster.evaluate(fc, prices, columns=columns)
 >>> sorted(scores.metrics)[:3]
 ['coverage', 'forecasts', 'horizon']
@@ -34,7 +34,8 @@ from forecaster.training.seasonal import choose_seasonal
 
 Data = str | Path | pd.DataFrame | Sequence[Series]
 
-_MODEL_OPTIONS = set(ModelConfig.model_fields) - {"family", "quantiles", "scaler", "blend", "interval_scale"}
+_FITTED = {"blend", "blend_power", "interval_scale"}  # after training, on validation
+_MODEL_OPTIONS = set(ModelConfig.model_fields) - {"family", "quantiles", "scaler", *_FITTED}
 _SCALER_OPTIONS = {"smooth_level", "smooth_season", "seasonal_form"}
 _TRAIN_OPTIONS = set(TrainConfig.model_fields) - {"calibrate"}
 

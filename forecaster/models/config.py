@@ -73,6 +73,12 @@ class ModelConfig(BaseModel):
     blend: float = Field(
         0.0, ge=0, le=1, description="share of each forecast taken from the stream's own Holt-Winters forecast; fitted"
     )
+    blend_power: float = Field(
+        0.0,
+        ge=0,
+        description="0: every stream takes the share ``blend``; p > 0: each its own, E_net^p / (E_net^p + E_own^p) "
+        "from the recent errors of the network's and its own forecasts (``blend`` until any are counted); fitted",
+    )
     interval_scale: float = Field(
         1.0, gt=0, description="quantile offsets from the point forecast × this; calibrated after training"
     )

@@ -9,7 +9,13 @@
 With ``blend`` v > 0 (fitted on the validation span after training) the forecast is a
 combination, (1 - v) (a_t + s_t y) + v o_t, with o_t the stream's own Holt-Winters forecast at
 the level weight that stream forecasts best (``ScalerConfig.level_choices``): a forecast fitted
-per stream beside one learnt across streams, as the leading M4 entries combined.
+per stream beside one learnt across streams, as the leading M4 entries combined. With
+``blend_power`` p > 0 each stream has its own share instead, from how well each of the two has
+forecast it lately (errors tracked as the scaler tracks its candidates', ``Scaler.track``):
+
+    v_t = E_net^p / (E_net^p + E_own^p)      (v until any error is counted)
+
+so a stream whose own forecast does well leans on it and one that it fails leans on the network.
 
 ``step`` and ``forward`` are the streaming and the sequence forms of the same function. With
 ``members`` K > 1 the core and the head are K networks side by side (``ensemble``) and y is the
@@ -21,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from forecaster.models.base import COUNTER, State, StateEntry, StreamingCore
+from forecaster.models.base import COUNTER, State, StateEntry, StreamingCore, advance, init_state
 from forecaster.models.config import Family, ModelConfig
 from forecaster.models.ensemble import MemberHeads, Members
 from forecaster.models.gru import GRU
@@ -55,10 +61,16 @@ class ForecastModel(nn.Module):
         else:  # a seed ensemble (forecaster.models.ensemble)
             self.core = Members([CORES[config.family](config, self.scaler.n_features) for _ in range(config.members)])
             self.head = MemberHeads([nn.Linear(config.d_model, width) for _ in range(config.members)])
+        if config.blend_power and not self.scaler.gives_own_forecast:
+            raise ValueError("blend_power needs each stream's own forecast: seasons, and level_choices or drift")
 
     def state_spec(self) -> dict[str, StateEntry]:
-        """Per-stream state: the scaler's statistics and the core's recurrent state or cache."""
-        return {**self.scaler.state_spec(), **self.core.state_spec()}
+        """Per-stream state: the scaler's statistics, the core's recurrent state or cache and,
+        with ``blend_power``, the network's and the own forecast's tracked errors."""
+        spec = {**self.scaler.state_spec(), **self.core.state_spec()}
+        if self.config.blend_power:
+            spec |= self.scaler.tracking_spec("blend", 2)
+        return spec
 
     def read_out(self, h: Tensor) -> Tensor:
         """h (…, D), or (…, K, D) for K members -> normalised forecasts (…, 1 + Q, H); quantiles
@@ -73,26 +85,66 @@ class ForecastModel(nn.Module):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One observation per stream: x (B,) float64 -> forecasts (B, 1 + Q, H) float64, state update."""
-        features, anchor, own, s, scaler_state = self.scaler.step(x, state[COUNTER], state)
+        t = state[COUNTER]
+        features, anchor, own, s, update = self.scaler.step(x, t, state)
         h, core_state = self.core.step(features, state)
-        return self._forecast(self.read_out(h), anchor, own, s), {**scaler_state, **core_state}
+        y = self.read_out(h)
+        update |= core_state
+        share: Tensor | float = self.config.blend
+        if self.config.blend_power:
+            share, tracked = self._share(x, t, state, anchor + s[:, None] * y[:, 0].double(), own)
+            update |= tracked
+        return self._forecast(y, anchor, own, s, share), update
 
     def forward(self, x: Tensor) -> Tensor:
         """Whole series from their first observation: x (B, T) float64 -> forecasts (B, T, 1 + Q, H)."""
         features, anchor, own, s = self.scaler.sequence(x)
-        return self._forecast(self.read_out(self.core(features)), anchor, own, s)
+        y = self.read_out(self.core(features))
+        share: Tensor | float = self.config.blend
+        if self.config.blend_power:  # the streaming recursion, step by step
+            point = anchor + s[..., None] * y[..., 0, :].double()
+            spec = self.scaler.tracking_spec("blend", 2)
+            state, shares = init_state(spec, len(x), x.device), []
+            for i in range(x.shape[1]):
+                v, update = self._share(x[:, i], state[COUNTER], state, point[:, i], own[:, i])
+                state = advance(spec, state, update)
+                shares.append(v)
+            share = torch.stack(shares, dim=1)
+        return self._forecast(y, anchor, own, s, share)
 
-    def _forecast(self, y: Tensor, anchor: Tensor, own: Tensor, s: Tensor) -> Tensor:
-        """Normalised outputs (…, 1 + Q, H) -> forecasts in the stream's units, blended."""
-        v = self.config.blend
-        base = anchor + v * (own - anchor) if v else anchor
-        return base[..., None, :] + (1 - v) * s[..., None, None] * y.double()
+    def _share(self, x: Tensor, t: Tensor, state: State, network: Tensor, own: Tensor) -> tuple[Tensor, State]:
+        """Each stream's share of its own forecast (B,) after x_t, from the tracked errors of the
+        network's point forecasts and its own (B, H each, made now), and the tracking's update."""
+        ahead = torch.stack([network, own], dim=1)[..., [k - 1 for k in self.scaler.tracked_steps]]
+        errors, update = self.scaler.track("blend", x, t, state, ahead)
+        return own_share(errors, self.config.blend_power, self.config.blend), update
+
+    def _forecast(self, y: Tensor, anchor: Tensor, own: Tensor, s: Tensor, share: Tensor | float) -> Tensor:
+        """Normalised outputs (…, 1 + Q, H) -> forecasts in the stream's units, blended with the
+        own forecast by ``share`` (a number, or one per stream (…))."""
+        if isinstance(share, float):
+            v: Tensor | float = share
+            if not v:
+                return anchor[..., None, :] + s[..., None, None] * y.double()
+        else:
+            v = share[..., None]
+        base = anchor + v * (own - anchor)
+        return base[..., None, :] + ((1 - v) * s[..., None])[..., None] * y.double()
+
+
+def own_share(errors: Tensor, power: float, fallback: float) -> Tensor:
+    """The share of each stream's own forecast from the errors (…, 2) of the network's and its
+    own: E_net^p / (E_net^p + E_own^p); ``fallback`` where neither has any."""
+    net, own = (errors**power).unbind(-1)
+    total = net + own
+    return torch.where(total > 0, net / torch.where(total > 0, total, 1.0), fallback)
 
 
 def ensemble_of(models: list[ForecastModel]) -> ForecastModel:
     """One model that steps ``models`` (one config, trained apart) together and averages their
-    forecasts; its blend and band are unfitted (``blend`` 0, ``interval_scale`` 1) until fitted as a whole."""
-    configs = {m.config.model_copy(update={"blend": 0.0, "interval_scale": 1.0}) for m in models}
+    forecasts; its blend and band are unfitted (``blend`` and ``blend_power`` 0, ``interval_scale``
+    1) until fitted as a whole."""
+    configs = {m.config.model_copy(update={"blend": 0.0, "blend_power": 0.0, "interval_scale": 1.0}) for m in models}
     if len(configs) != 1 or models[0].config.members != 1:
         raise ValueError("an ensemble's members must be single models of one config")
     out = ForecastModel(configs.pop().model_copy(update={"members": len(models)}))

@@ -65,7 +65,9 @@ Each candidate keeps the forecasts it made k steps ago in a ring of k per tracke
 ahead count because the one-step error alone favours a level that chases the data, which
 forecasts worse far ahead (M4 Hourly). Errors are counted once a forecast's origin is past the
 first longest cycle, and the mean forgets over ``ERROR_MEMORY`` such spans, so a stream that
-changes its ways can change its choice. Errors scale with x, so the choice is scale-free.
+changes its ways can change its choice. Errors scale with x, so the choice is scale-free. The
+same tracking (``track``) weighs the network's forecast against the stream's own
+(``ModelConfig.blend_power``).
 """
 
 from __future__ import annotations
@@ -134,9 +136,16 @@ class Scaler:
                 spec["hw_moments"] = StateEntry((3,), f64)  # sum_s w_s u^i, i = 0, 1, 2
                 spec["hw_trend"] = StateEntry((D, 2), f64)  # sum_s w_s d_s, sum_s w_s u d_s
             if K + D > 1:
-                spec["hw_error"] = StateEntry((K + D,), f64)  # E_j
-                for k in self.tracked_steps:
-                    spec[f"hw_ahead_{k}"] = StateEntry((K + D, k), f64, ring_axis=1)  # a^j_{t,k} at slot t % k
+                spec |= self.tracking_spec("hw", K + D)
+        return spec
+
+    def tracking_spec(self, prefix: str, candidates: int) -> dict[str, StateEntry]:
+        """The state ``track`` keeps for C forecasts of a stream: their errors E_j (C,) and, per
+        tracked step k, the forecasts of each made k steps ago (a ring of k)."""
+        f64 = torch.float64
+        spec = {f"{prefix}_error": StateEntry((candidates,), f64)}
+        for k in self.tracked_steps:
+            spec[f"{prefix}_ahead_{k}"] = StateEntry((candidates, k), f64, ring_axis=1)  # f^j_{t,k} at slot t % k
         return spec
 
     @cached_property
@@ -251,21 +260,10 @@ class Scaler:
         if self.drifted:
             drift = half_slope[..., None] * (self._constant("tracked", steps, x) - 1 + lag[..., None])  # (B, D, S)
             ahead = torch.cat([ahead, ahead[:, j] + drift * (1 if add else 1 + shape[:, j])], dim=1)
-        C = ahead.shape[1]  # the candidates: each level weight, then each drifted one
-        xc = x[:, None].expand(B, C)
-        warm = max(c.seasons)
-        total, counted = torch.zeros_like(xc), torch.zeros_like(x)
-        for i, k in enumerate(steps):
-            slot = (t % k)[:, None, None].expand(B, C, 1)
-            made = state[f"hw_ahead_{k}"].gather(2, slot)[..., 0]  # the forecast of x_t made at t - k
-            known = (t - k >= warm).to(x.dtype)  # its origin past the first longest cycle
-            total = total + known[:, None] * (xc - made).abs()
-            counted = counted + known
-            update[f"hw_ahead_{k}"] = ahead[..., i]
-        n = (t - warm).clamp(min=1).to(x.dtype)  # errors counted so far, this one included
-        rate = torch.where(counted > 0, torch.clamp(1 / n, min=1 / self.memory), 0.0)[:, None]
-        errors = state["hw_error"] + rate * (total / counted.clamp(min=1)[:, None] - state["hw_error"])
-        update["hw_error"] = errors
+        errors, tracked = self.track(
+            "hw", x, t, state, ahead
+        )  # the candidates: each level weight, then each drifted one
+        update |= tracked
         best = errors.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
         chosen = self._constant("candidate weight", (*range(K), *self.drifted), t)[best]  # (B, 1)
         forecasts, shape = self._forecast(level, rings, now, t, full, torch.cat([first_weight, chosen], dim=1))
@@ -276,6 +274,36 @@ class Scaler:
             drift = slope * (self._constant("full", full, x) - 1 + lag.gather(1, d))  # (B, H)
             own = own + drift * (1 if add else 1 + shape[:, 1])
         return error[:, 0], forecasts[:, 0], own, update
+
+    def track(
+        self, prefix: str, x: Tensor, t: Tensor, state: dict[str, Tensor], ahead: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Errors E_j (B, C) of C forecasts of each stream, updated with x_t (B,) against the
+        forecasts of it made k steps ago (in ``state``, see ``tracking_spec``); ``ahead``
+        (B, C, S): the forecasts made now for the tracked steps. Returns the errors and the update."""
+        made = [
+            state[f"{prefix}_ahead_{k}"].gather(2, (t % k)[:, None, None].expand(*ahead.shape[:2], 1))
+            for k in self.tracked_steps
+        ]
+        misses = (x[:, None, None] - torch.cat(made, dim=2)).abs()  # (B, C, S): |x_t - f_{t-k,k}|
+        errors = self.update_errors(state[f"{prefix}_error"], misses, t)
+        update = {f"{prefix}_error": errors}
+        update |= {f"{prefix}_ahead_{k}": ahead[..., i] for i, k in enumerate(self.tracked_steps)}
+        return errors, update
+
+    def update_errors(self, errors: Tensor, misses: Tensor, t: Tensor) -> Tensor:
+        """E (B, C) after x_t, from the misses |x_t - f_{t-k,k}| (B, C, S) of the forecasts made
+        each tracked step k ago: their mean over the steps whose origin is past the first longest
+        cycle, averaged in since then (1 / n), then over ``memory`` steps."""
+        warm = max(self.config.seasons)
+        total, counted = torch.zeros_like(errors), torch.zeros_like(t, dtype=errors.dtype)
+        for i, k in enumerate(self.tracked_steps):
+            known = (t - k >= warm).to(errors.dtype)  # its origin past the first longest cycle
+            total = total + known[:, None] * misses[..., i]
+            counted = counted + known
+        n = (t - warm).clamp(min=1).to(errors.dtype)  # errors counted so far, this one included
+        rate = torch.where(counted > 0, torch.clamp(1 / n, min=1 / self.memory), 0.0)[:, None]
+        return errors + rate * (total / counted.clamp(min=1)[:, None] - errors)
 
     def _forecast(
         self,

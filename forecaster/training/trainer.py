@@ -29,7 +29,7 @@ from tqdm.auto import tqdm  # a widget in a notebook, text in a terminal
 
 from forecaster.data import DataError, Series
 from forecaster.models import ForecastModel, ModelConfig
-from forecaster.models.forecast_model import ensemble_of, widen
+from forecaster.models.forecast_model import ensemble_of, own_share, widen
 from forecaster.models.scaling import Scaler
 from forecaster.training.loss import forecast_loss, horizon_loss, step_mean
 from forecaster.training.windows import Prepared, head, prepare, sample_windows
@@ -63,6 +63,7 @@ MIN_VALIDATION_ORIGINS = 512
 # from its start, and on 48,000 series every epoch's validation would outlast a short budget.
 MAX_VALIDATION_SERIES = 2048
 BLENDS = tuple(i / 20 for i in range(21))  # the shares of the streams' own forecasts tried
+POWERS = (1.0, 2.0, 4.0)  # the powers of a share per stream tried (``own_share``; 4: near the better of the two)
 
 
 def default_validation(series: list[Series], horizon: int) -> int:
@@ -93,11 +94,15 @@ class _Held:
     target: Tensor
     own: Tensor | None = None  # without own forecasts (``Scaler.gives_own_forecast``): None
     to_mase: Tensor | None = None  # (N,): see ``Prepared``
+    errors: Tensor | None = None  # (N, 2): the network's and the own forecast's tracked errors there
 
 
-def _validation_outputs(model: ForecastModel, data: list[Prepared], held_out: int, chunk: int = 64) -> _Held:
-    """The network's forecasts from every origin of the held-out span, beside the truths."""
-    hs, ts, owns, to_mase = [], [], [], []
+def _validation_outputs(
+    model: ForecastModel, data: list[Prepared], held_out: int, track: bool = False, chunk: int = 64
+) -> _Held:
+    """The network's forecasts from every origin of the held-out span, beside the truths; with
+    ``track`` (and own forecasts) also each stream's tracked errors of both there."""
+    hs, ts, owns, to_mase, errors = [], [], [], [], []
     by_length = sorted(data, key=lambda d: len(d.features))  # chunks of like lengths: little padding
     with torch.no_grad():
         for i in range(0, len(by_length), chunk):
@@ -106,6 +111,7 @@ def _validation_outputs(model: ForecastModel, data: list[Prepared], held_out: in
             for j, d in enumerate(part):
                 feats[j, : len(d.features)] = d.features  # padding at the end cannot leak backwards
             h = model.core(feats)  # (B, T, [K,] D)
+            tracked = _tracked_errors(model, h, part) if track and part[0].own is not None else None
             for j, d in enumerate(part):
                 n = len(d.features)
                 origins = slice(n - held_out - 1, n - 1)
@@ -114,10 +120,38 @@ def _validation_outputs(model: ForecastModel, data: list[Prepared], held_out: in
                 if d.own is not None and d.to_mase is not None:
                     owns.append(d.own[origins])
                     to_mase.append(d.to_mase[origins])
+                if tracked is not None:
+                    errors.append(tracked[j, origins])
         y, target = model.read_out(torch.cat(hs)), torch.cat(ts)
         if not owns:
             return _Held(y, target)
-        return _Held(y, target, torch.cat(owns), torch.cat(to_mase).float())
+        return _Held(y, target, torch.cat(owns), torch.cat(to_mase).float(), torch.cat(errors) if errors else None)
+
+
+def _tracked_errors(model: ForecastModel, h: Tensor, part: list[Prepared]) -> Tensor:
+    """The errors (B, T, 2) of the network's point forecasts and the streams' own, tracked at
+    every position as the model tracks them when it serves (``Scaler.update_errors``), in units
+    of each series' MASE scale: a normalised error times ``to_mase`` at its origin."""
+    B, T = h.shape[:2]
+    forecasts = torch.zeros(B, T, 2, model.config.horizon, dtype=torch.float64)
+    truth = torch.full((B, T, 1, model.config.horizon), math.nan, dtype=torch.float64)
+    to_mase = torch.zeros(B, T, 1, dtype=torch.float64)
+    for j, d in enumerate(part):
+        n = len(d.features)
+        forecasts[j, :n, 0] = model.read_out(h[j, :n])[:, 0].double()
+        forecasts[j, :n, 1] = d.own.double()  # type: ignore[union-attr]  # the caller checked
+        truth[j, :n, 0] = d.targets.double()
+        to_mase[j, :n, 0] = d.to_mase.double()  # type: ignore[union-attr]
+    steps = model.scaler.tracked_steps
+    misses = torch.zeros(B, T, 2, len(steps), dtype=torch.float64)
+    for i, k in enumerate(steps):  # the truth at t against the forecasts of it made at t - k
+        miss = (truth[:, : T - k, :, k - 1] - forecasts[:, : T - k, :, k - 1]).abs() * to_mase[:, : T - k]
+        misses[:, k:, :, i] = miss.nan_to_num()  # past a series' end: never read
+    tracked, out = torch.zeros(B, 2, dtype=torch.float64), []
+    for t in range(T):
+        tracked = model.scaler.update_errors(tracked, misses[:, t], torch.full((B,), t))
+        out.append(tracked)
+    return torch.stack(out, dim=1)
 
 
 def _band_coverage(y: Tensor, target: Tensor) -> float:
@@ -132,12 +166,13 @@ def _spread(y: Tensor, factor: float) -> Tensor:
     return torch.cat([y[:, :1], widen(y[:, 1:], factor)], dim=1)
 
 
-def fit_blend(held: _Held) -> float:
+def fit_blend(held: _Held) -> tuple[float, float]:
     """The share v of the streams' own forecasts in (1 - v) * network + v * own whose point
     forecasts have the least mean absolute scaled error (MASE's scale) on the held-out span, on
-    a grid of 0.05 in [0, 1]. Scored from the origins that know all H values ahead, as a
-    forecast is scored (the last origins know only their first steps, where the network is at its
-    best)."""
+    a grid of 0.05 in [0, 1]; then, where the tracked errors are known, the power p of a share
+    per stream (``own_share``, v before any error is counted) if one of ``POWERS`` does better
+    still (else 0). Scored from the origins that know all H values ahead, as a forecast is
+    scored (the last origins know only their first steps, where the network is at its best)."""
     target = held.target
     full = ~torch.isnan(target).any(dim=1)
     rows = full if full.any() else ~torch.isnan(target).all(dim=1)
@@ -145,12 +180,21 @@ def fit_blend(held: _Held) -> float:
         raise ValueError("no own forecasts to blend: the scaler needs seasons and level_choices")
     y, own, truth = held.y[rows], held.own[rows], torch.nan_to_num(target[rows])
     known, weight = ~torch.isnan(target[rows]), held.to_mase[rows, None]
-    errors = {v: float(step_mean(weight * (truth - _blended(y, own, v)[:, 0]).abs(), known)) for v in BLENDS}
+
+    def error(share: Tensor | float) -> float:
+        return float(step_mean(weight * (truth - _blended(y, own, share)[:, 0]).abs(), known))
+
+    errors = {(v, 0.0): error(v) for v in BLENDS}
+    v = min(errors, key=errors.__getitem__)[0]
+    if held.errors is not None:
+        errors |= {(v, p): error(own_share(held.errors[rows], p, v)) for p in POWERS}
     return min(errors, key=errors.__getitem__)
 
 
-def _blended(y: Tensor, own: Tensor, v: float) -> Tensor:
-    """Outputs (N, 1 + Q, H) blended with the streams' own forecasts (N, H), as the model does."""
+def _blended(y: Tensor, own: Tensor, share: Tensor | float) -> Tensor:
+    """Outputs (N, 1 + Q, H) blended with the streams' own forecasts (N, H), as the model does;
+    ``share``: one for all, or one per row (N,)."""
+    v = share if isinstance(share, float) else share[:, None, None].to(y.dtype)
     return (1 - v) * y + v * own[:, None, :]
 
 
@@ -230,7 +274,6 @@ def _fit(
         return cfg.max_minutes is not None and (time.monotonic() - start) / 60 >= cfg.max_minutes
 
     best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []
-    best_outputs: _Held | None = None  # the validation outputs of the best weights
     bar = tqdm(total=cfg.epochs, unit="epoch", disable=not progress, dynamic_ncols=True)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -255,7 +298,7 @@ def _fit(
             {"epoch": epoch, "batches": len(losses), "train_loss": round(running, 5), "val_loss": round(val, 5)}
         )
         if val < best:
-            best, best_state, best_epoch, best_outputs = val, copy.deepcopy(model.state_dict()), epoch, held
+            best, best_state, best_epoch = val, copy.deepcopy(model.state_dict()), epoch
         bar.set_postfix(loss=f"{running:.4f}", val=f"{val:.4f}", best=f"{best:.4f}@{best_epoch}")
         bar.update()
         if epoch - best_epoch >= cfg.patience or out_of_time():
@@ -263,8 +306,8 @@ def _fit(
     bar.close()
 
     model.load_state_dict(best_state)
-    outputs = best_outputs or _validation_outputs(model.eval(), data.validation, data.held_out)  # none improved
-    model, report = _calibrated(model.eval(), outputs, cfg.calibrate)
+    outputs = _validation_outputs(model.eval(), data.validation, data.held_out, track=cfg.calibrate)
+    model, report = _calibrated(model, outputs, cfg.calibrate)
     minutes = round((time.monotonic() - start) / 60, 2)
     return model, TrainReport(epoch, best_epoch, minutes, report, history, data.left_out)
 
@@ -287,18 +330,21 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
     }
     if not calibrate:
         return model, report
-    blend = 0.0
+    blend, power = 0.0, 0.0
     if held.own is not None:
-        blend = fit_blend(held)
-        y = _blended(y, held.own, blend)
+        blend, power = fit_blend(held)
+        y = _blended(y, held.own, own_share(held.errors, power, blend) if power and held.errors is not None else blend)
     scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
-    fitted = {"blend": blend, "interval_scale": scale}
-    if not blend:  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)
+    fitted = {"blend": blend, "blend_power": power, "interval_scale": scale}
+    if (
+        not blend and not power
+    ):  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)
         fitted["scaler"] = c.scaler.model_copy(update={"level_choices": (), "drift": False})
     calibrated = ForecastModel(c.model_copy(update=fitted))
     calibrated.load_state_dict(model.state_dict())
     report |= {
         "blend": blend,
+        "blend_power": power,
         "loss_blended": round(float(horizon_loss(y, t, c.quantiles)), 5),
         "interval_scale": round(scale, 4),
         "coverage": round(_band_coverage(_spread(y, scale), t), 4),
@@ -321,7 +367,8 @@ def _train_members(
     ]
     reports = [r for _, r in fits]
     ensemble = ensemble_of([m for m, _ in fits])
-    model, report = _calibrated(ensemble, _validation_outputs(ensemble, data.validation, data.held_out), cfg.calibrate)
+    outputs = _validation_outputs(ensemble, data.validation, data.held_out, track=cfg.calibrate)
+    model, report = _calibrated(ensemble, outputs, cfg.calibrate)
     report |= {f"member_{i}_loss": r.validation["loss"] for i, r in enumerate(reports)}
     history = [{"member": i, **h} for i, r in enumerate(reports) for h in r.history]
     minutes = round((time.monotonic() - start) / 60, 2)

@@ -30,6 +30,9 @@ def scaler(request: pytest.FixtureRequest) -> ScalerConfig:
 
 
 def build(family: str, **options) -> forecaster.Forecaster:
+    scaler = options.get("scaler")
+    if scaler is not None and scaler.level_choices and "blend" not in options:
+        options |= {"blend": 0.3, "blend_power": 2.0}  # the most state: own forecasts, blended per stream
     return forecaster.build(family, seed=0, device="cpu", **{**SMALL, **options})
 
 
@@ -259,10 +262,10 @@ def test_unknown_device_is_a_clear_error() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(family: str, scaler: ScalerConfig) -> None:
     batches = events(random_walks(50, 10, seed=11))
-    blend = 0.3 if scaler.level_choices else 0.0
-    gpu = forecaster.build(family, seed=0, device="cuda", scaler=scaler, blend=blend, **SMALL)
+    blend = {"blend": 0.3, "blend_power": 2.0} if scaler.level_choices else {}
+    gpu = forecaster.build(family, seed=0, device="cuda", scaler=scaler, **blend, **SMALL)
     assert all(t.device.type == "cuda" for t in gpu._engine.pool.tensors.values())
-    cpu = build(family, scaler=scaler, blend=blend)
+    cpu = build(family, scaler=scaler, **blend)
     np.testing.assert_allclose(run(gpu, batches), run(cpu, batches), rtol=1e-5)
 
 

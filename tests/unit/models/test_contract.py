@@ -47,12 +47,19 @@ def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
 
 
 @pytest.mark.parametrize("form", ["additive", "multiplicative"])
-@pytest.mark.parametrize("own", [{}, {"level_choices": (0.05, 0.8)}, {"level_choices": (0.05, 0.8), "drift": True}])
-def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own: dict) -> None:
+@pytest.mark.parametrize(
+    (
+        "own",
+        "power",
+    ),  # none; a stream's own forecast (level weights, then a drift too) blended by one share, or its own
+    [({}, 0.0), ({"level_choices": (0.05, 0.8)}, 0.0), ({"level_choices": (0.05, 0.8), "drift": True}, 0.0)]
+    + [({"level_choices": (0.05, 0.8), "drift": True}, 2.0)],
+)
+def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own: dict, power: float) -> None:
     from forecaster.models import ScalerConfig
 
     scaler = ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form, **own)
-    model = make(family, scaler=scaler, blend=0.3 if own else 0.0)
+    model = make(family, scaler=scaler, blend=0.3 if own else 0.0, blend_power=power)
     x = torch.from_numpy(random_walks(3, 40, seed=6))  # both rings wrap several times
     with torch.no_grad():
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
@@ -68,6 +75,29 @@ def test_a_blended_forecast_is_the_networks_and_the_streams_own_in_proportion(fa
     with torch.no_grad():
         want = 0.7 * network(x) + 0.3 * own[..., None, :]  # the point and every quantile
         assert torch.allclose(blended(x), want, rtol=1e-9, atol=1e-9)
+
+
+def test_each_stream_leans_on_the_forecast_that_has_served_it_better(family: str) -> None:
+    from forecaster.models import ScalerConfig
+    from forecaster.models.forecast_model import own_share
+
+    scaler = ScalerConfig(seasons=(7,), seasonal_form="multiplicative", level_choices=(0.05, 0.8))
+    network, own_only = make(family, scaler=scaler), make(family, scaler=scaler, blend=1.0)
+    per_stream = make(family, scaler=scaler, blend=0.3, blend_power=2.0)
+    t = torch.arange(60, dtype=torch.float64)
+    cycle = 100 * (1 + 0.3 * torch.sin(2 * torch.pi * t / 7))  # what its own forecast learns exactly
+    walk = torch.from_numpy(random_walks(1, 60, seed=3))[0]  # an untrained network can do no worse
+    with torch.no_grad():
+        out = per_stream(torch.stack([cycle, walk]))
+        assert torch.allclose(out[0, -1], own_only(cycle[None])[0, -1], rtol=1e-3)
+        assert not torch.allclose(out[0, -1], network(cycle[None])[0, -1], rtol=1e-3)
+    share = own_share(torch.tensor([[2.0, 1.0], [1.0, 2.0], [0.0, 0.0]]), 2.0, 0.3)
+    assert torch.allclose(share, torch.tensor([0.8, 0.2, 0.3]))  # 4 / (4 + 1); before any error: blend
+
+
+def test_a_share_per_stream_needs_own_forecasts() -> None:
+    with pytest.raises(ValueError, match="own forecast"):
+        make("lstm", blend_power=2.0)
 
 
 def test_default_config_step_equals_sequence(family: str) -> None:

@@ -11,6 +11,7 @@ from forecaster.training.loss import forecast_loss, horizon_loss
 from forecaster.training.trainer import (
     MAX_VALIDATION_SERIES,
     MIN_VALIDATION_ORIGINS,
+    POWERS,
     _band_coverage,
     _Held,
     _validation_outputs,
@@ -145,15 +146,55 @@ def test_the_blend_takes_the_share_of_the_streams_own_forecasts_that_forecasts_b
     noise = torch.randn(200, 3, 4, generator=g)
     network = truth[:, None, :] + noise  # point and quantiles, off the truth
     ones = torch.ones(200)
-    assert fit_blend(_Held(network, truth, truth, ones)) == 1.0  # the streams' own forecasts are the truth
-    assert fit_blend(_Held(truth[:, None, :].expand(-1, 3, -1), truth, truth + noise[:, 0], ones)) == 0.0
-    assert fit_blend(_Held(network, truth, truth - noise[:, 0], ones)) == 0.5  # opposite errors cancel halfway
+    assert fit_blend(_Held(network, truth, truth, ones)) == (1.0, 0.0)  # the streams' own forecasts are the truth
+    assert fit_blend(_Held(truth[:, None, :].expand(-1, 3, -1), truth, truth + noise[:, 0], ones)) == (0.0, 0.0)
+    assert fit_blend(_Held(network, truth, truth - noise[:, 0], ones)) == (0.5, 0.0)  # opposite errors cancel halfway
     weights = torch.where(torch.arange(200) < 100, 1.0, 1e-3)  # the first hundred rows weigh: there own is the truth
     mixed = torch.where(torch.arange(200)[:, None] < 100, truth, truth + 3 * noise[:, 0])
-    assert fit_blend(_Held(network, truth, mixed, weights)) == 1.0
+    assert fit_blend(_Held(network, truth, mixed, weights)) == (1.0, 0.0)
     partly_unknown = truth.clone()
     partly_unknown[:150, 2:] = float("nan")  # only the last 50 origins know every step: they alone decide
-    assert fit_blend(_Held(network, partly_unknown, truth + 5 * (torch.arange(200) < 150)[:, None], ones)) == 1.0
+    assert fit_blend(_Held(network, partly_unknown, truth + 5 * (torch.arange(200) < 150)[:, None], ones)) == (1.0, 0.0)
+
+
+def test_a_share_per_stream_is_taken_where_the_tracked_errors_tell_which_forecast_serves_a_stream() -> None:
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(200, 4, generator=g)
+    noise = torch.randn(200, 4, generator=g)
+    own_right = (torch.arange(200) < 100)[
+        :, None
+    ]  # the own forecast is right for the first hundred, the network for the rest
+    network = torch.where(own_right, truth + noise, truth)[:, None, :].expand(-1, 3, -1)
+    own = torch.where(own_right, truth, truth - noise)
+    errors = torch.where(own_right, torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))  # (network, own) so far
+    held = _Held(network, truth, own, torch.ones(200), errors)
+    v, power = fit_blend(held)
+    assert power in POWERS  # one share for all leaves half the rows' noise in, whatever the share
+    assert fit_blend(_Held(network, truth, own, torch.ones(200), errors.flip(1))) == (
+        v,
+        0.0,
+    )  # errors that mislead: one share
+
+
+def test_validation_tracks_each_streams_errors_as_the_served_model_does() -> None:
+    from forecaster.models import advance, init_state
+
+    series = [Series(s.name, s.ts, s.values * (1 + i)) for i, s in enumerate(seasonal_series(length=80))]
+    scaler = ScalerConfig(seasons=(12,), seasonal_form="multiplicative", level_choices=(0.05, 0.5), drift=True)
+    torch.manual_seed(0)
+    model = ForecastModel(ModelConfig(family="gru", scaler=scaler, blend=0.3, blend_power=2.0, **TINY)).eval()
+    held = _validation_outputs(model, prepare(series, model.scaler, 4), held_out=10, track=True)
+    x = torch.tensor(np.stack([s.values for s in series]))
+    spec, served = model.state_spec(), []
+    state = init_state(spec, len(series))
+    with torch.no_grad():
+        for i in range(x.shape[1]):
+            state = advance(spec, state, model.step(x[:, i], state)[1])
+            served.append(state["blend_error"])
+    served = torch.stack(served, dim=1)[:, -11:-1].reshape(-1, 2)  # the held-out origins, series by series
+    assert held.errors is not None and bool((served > 0).all())
+    ratio = held.errors[:, 0] / held.errors[:, 1]  # in other units (MASE's), so compared as ratios: the shares
+    assert torch.allclose(ratio, served[:, 0] / served[:, 1], rtol=1e-4)
 
 
 def test_the_reported_coverage_is_the_calibrated_models_and_validation_is_sampled_on_wide_sets() -> None:
