@@ -63,6 +63,9 @@ class ForecastModel(nn.Module):
             self.head = MemberHeads([nn.Linear(config.d_model, width) for _ in range(config.members)])
         if config.blend_power and not self.scaler.gives_own_forecast:
             raise ValueError("blend_power needs each stream's own forecast: seasons, and level_choices or drift")
+        # The positions of the tracked steps in a forecast (a buffer: it moves to the model's device once).
+        tracked = torch.tensor([k - 1 for k in self.scaler.tracked_steps]) if config.blend_power else torch.zeros(0)
+        self.register_buffer("tracked", tracked.long(), persistent=False)
 
     def state_spec(self) -> dict[str, StateEntry]:
         """Per-stream state: the scaler's statistics, the core's recurrent state or cache and,
@@ -92,7 +95,7 @@ class ForecastModel(nn.Module):
         update |= core_state
         share: Tensor | float = self.config.blend
         if self.config.blend_power:
-            share, tracked = self._share(x, t, state, anchor + s[:, None] * y[:, 0].double(), own)
+            share, tracked = self._share(x, t, state, anchor, own, s, y[:, 0])
             update |= tracked
         return self._forecast(y, anchor, own, s, share), update
 
@@ -102,20 +105,24 @@ class ForecastModel(nn.Module):
         y = self.read_out(self.core(features))
         share: Tensor | float = self.config.blend
         if self.config.blend_power:  # the streaming recursion, step by step
-            point = anchor + s[..., None] * y[..., 0, :].double()
             spec = self.scaler.tracking_spec("blend", 2)
             state, shares = init_state(spec, len(x), x.device), []
             for i in range(x.shape[1]):
-                v, update = self._share(x[:, i], state[COUNTER], state, point[:, i], own[:, i])
+                v, update = self._share(x[:, i], state[COUNTER], state, anchor[:, i], own[:, i], s[:, i], y[:, i, 0])
                 state = advance(spec, state, update)
                 shares.append(v)
             share = torch.stack(shares, dim=1)
         return self._forecast(y, anchor, own, s, share)
 
-    def _share(self, x: Tensor, t: Tensor, state: State, network: Tensor, own: Tensor) -> tuple[Tensor, State]:
+    def _share(
+        self, x: Tensor, t: Tensor, state: State, anchor: Tensor, own: Tensor, s: Tensor, point: Tensor
+    ) -> tuple[Tensor, State]:
         """Each stream's share of its own forecast (B,) after x_t, from the tracked errors of the
-        network's point forecasts and its own (B, H each, made now), and the tracking's update."""
-        ahead = torch.stack([network, own], dim=1)[..., [k - 1 for k in self.scaler.tracked_steps]]
+        network's point forecasts (anchor (B, H) + s (B,) × point (B, H)) and its own (B, H), made
+        now, and the tracking's update."""
+        at = self.tracked
+        network = anchor.index_select(1, at) + s[:, None] * point.index_select(1, at).double()
+        ahead = torch.stack([network, own.index_select(1, at)], dim=1)  # (B, 2, S)
         errors, update = self.scaler.track("blend", x, t, state, ahead)
         return own_share(errors, self.config.blend_power, self.config.blend), update
 
