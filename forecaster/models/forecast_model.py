@@ -141,10 +141,11 @@ class ForecastModel(nn.Module):
 
 def own_share(errors: Tensor, power: float, fallback: float) -> Tensor:
     """The share of each stream's own forecast from the errors (…, 2) of the network's and its
-    own: E_net^p / (E_net^p + E_own^p); ``fallback`` where neither has any."""
-    net, own = (errors**power).unbind(-1)
-    total = net + own
-    return torch.where(total > 0, net / torch.where(total > 0, total, 1.0), fallback)
+    own: E_net^p / (E_net^p + E_own^p); ``fallback`` where neither has any. Taken as
+    1 / (1 + (E_own / E_net)^p), which no stream's magnitude can overflow."""
+    net, own = errors.unbind(-1)
+    share = 1 / (1 + (own / net) ** power)  # E_net = 0 < E_own: 1 / inf = 0
+    return torch.where(net + own > 0, share, fallback)
 
 
 def ensemble_of(models: list[ForecastModel]) -> ForecastModel:

@@ -93,6 +93,8 @@ def test_each_stream_leans_on_the_forecast_that_has_served_it_better(family: str
         assert not torch.allclose(out[0, -1], network(cycle[None])[0, -1], rtol=1e-3)
     share = own_share(torch.tensor([[2.0, 1.0], [1.0, 2.0], [0.0, 0.0]]), 2.0, 0.3)
     assert torch.allclose(share, torch.tensor([0.8, 0.2, 0.3]))  # 4 / (4 + 1); before any error: blend
+    huge = own_share(torch.tensor([[2e200, 1e200], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64), 4.0, 0.3)
+    assert torch.allclose(huge, torch.tensor([16 / 17, 0.0, 1.0], dtype=torch.float64))  # no overflow, either alone
 
 
 def test_a_share_per_stream_needs_own_forecasts() -> None:
