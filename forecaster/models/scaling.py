@@ -72,8 +72,8 @@ same tracking (``track``) weighs the network's forecast against the stream's own
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import cached_property
+from collections.abc import Hashable, Iterable
+from functools import cache, cached_property
 
 import torch
 from torch import Tensor
@@ -101,6 +101,12 @@ def _product(parts: Iterable[Tensor]) -> Tensor | float:
     return total - 1
 
 
+@cache
+def _phases_ahead(m: int, steps: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """(p + k) mod m for each phase p now and each step k ahead: a table made once, not per step."""
+    return tuple(tuple((p + k) % m for k in steps) for p in range(m))
+
+
 def _factor(x: Tensor, base: Tensor) -> Tensor:
     """x / base as a stored factor (minus 1), bounded; 1 (stored 0) where base is zero."""
     ratio = torch.where(base.abs() > _TINY, x / torch.where(base.abs() > _TINY, base, 1.0), 1.0)
@@ -114,7 +120,7 @@ class Scaler:
     def __init__(self, config: ScalerConfig, horizon: int) -> None:
         self.config, self.horizon = config, horizon
         # Constants made once per device: a host-to-device copy at every step would wait for the device.
-        self._constants: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+        self._constants: dict[tuple[Hashable, torch.device, torch.dtype], Tensor] = {}
 
     @property
     def n_features(self) -> int:
@@ -154,8 +160,8 @@ class Scaler:
         c = self.config
         return (c.smooth_level, *(a for a in dict.fromkeys(c.level_choices) if a != c.smooth_level))
 
-    def _constant(self, name: str, values: tuple[float, ...], like: Tensor) -> Tensor:
-        """``values`` as a tensor of ``like``'s device and dtype, made once."""
+    def _constant(self, name: Hashable, values: tuple, like: Tensor) -> Tensor:
+        """``values`` as a tensor of ``like``'s device and dtype, made once per ``name``."""
         key = (name, like.device, like.dtype)
         if key not in self._constants:
             self._constants[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
@@ -323,9 +329,7 @@ class Scaler:
         ahead = []
         for m, ring in rings.items():
             # Phases ahead from the phase now, and which steps land on it again (those read the new entry).
-            at = self._constant(
-                f"phase {m} ahead {steps}", tuple(tuple((p + k) % m for k in steps) for p in range(m)), t
-            )
+            at = self._constant(("phase ahead", m, steps), _phases_ahead(m, steps), t)  # (m, S)
             flat = weights[..., None] * m + at.index_select(0, t % m)[:, None, :]  # (B, J, S) into (B, K * m)
             profile = ring.reshape(B, K * m).gather(1, flat.reshape(B, J * S)).reshape(B, J, S)
             wraps = [i for i, k in enumerate(steps) if k % m == 0]

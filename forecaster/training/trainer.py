@@ -336,9 +336,8 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
         y = _blended(y, held.own, own_share(held.errors, power, blend) if power and held.errors is not None else blend)
     scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
     fitted = {"blend": blend, "blend_power": power, "interval_scale": scale}
-    if (
-        not blend and not power
-    ):  # the streams' own forecasts go unused: no state for them (the network's inputs are the same)
+    # Where the streams' own forecasts go unused, no state for them (the network's inputs are the same).
+    if not blend and not power:
         fitted["scaler"] = c.scaler.model_copy(update={"level_choices": (), "drift": False})
     calibrated = ForecastModel(c.model_copy(update=fitted))
     calibrated.load_state_dict(model.state_dict())
