@@ -185,7 +185,7 @@ class Scaler:
         choices or a drift)."""
         return bool(self.config.seasons) and len(self.level_weights) + len(self.drifted) > 1
 
-    @property
+    @cached_property
     def tracked_steps(self) -> tuple[int, ...]:
         """The steps ahead whose errors choose a stream's level weight."""
         H = self.horizon
@@ -266,9 +266,8 @@ class Scaler:
         if self.drifted:
             drift = half_slope[..., None] * (self._constant("tracked", steps, x) - 1 + lag[..., None])  # (B, D, S)
             ahead = torch.cat([ahead, ahead[:, j] + drift * (1 if add else 1 + shape[:, j])], dim=1)
-        errors, tracked = self.track(
-            "hw", x, t, state, ahead
-        )  # the candidates: each level weight, then each drifted one
+        # The candidates: each level weight, then each drifted one.
+        errors, tracked = self.track("hw", x, t, state, ahead)
         update |= tracked
         best = errors.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
         chosen = self._constant("candidate weight", (*range(K), *self.drifted), t)[best]  # (B, 1)
