@@ -26,27 +26,39 @@ import pandas as pd
 
 from forecaster.data import load_series
 from forecaster.evaluation.baselines import naive2, snaive
-from forecaster.evaluation.metrics import mase, mase_scale, owa, smape
+from forecaster.evaluation.metrics import inside, mase, mase_scale, owa, smape
 
 SETS = {"hourly": ("Hourly", 48, 24), "weekly": ("Weekly", 13, 1)}  # file name, horizon, M4 period
 
 
-def m4_score(history: list[np.ndarray], truth: list[np.ndarray], forecasts: list[np.ndarray], m: int) -> dict:
-    """sMAPE, MASE (M4 scale, period m) and OWA against Naive2 on the same split, as M4 scores them."""
+def m4_score(
+    history: list[np.ndarray],
+    truth: list[np.ndarray],
+    forecasts: list[np.ndarray],
+    m: int,
+    bands: list[np.ndarray] | None = None,
+) -> dict:
+    """sMAPE, MASE (M4 scale, period m) and OWA against Naive2 on the same split, as M4 scores them;
+    with ``bands`` (each (2, H): the 0.1 and 0.9 quantiles) also the share of truths inside them."""
     scales = [mase_scale(x, m) for x in history]
     base = [naive2(x, len(y), m) for x, y in zip(history, truth, strict=True)]
     s_ours, s_naive2 = (np.mean([smape(y, f) for y, f in zip(truth, fs, strict=True)]) for fs in (forecasts, base))
     m_ours = np.mean([mase(y, f, c) for y, f, c in zip(truth, forecasts, scales, strict=True)])
     m_naive2 = np.mean([mase(y, f, c) for y, f, c in zip(truth, base, scales, strict=True)])
-    return {
+    out = {
         "smape": round(float(s_ours), 3),
         "mase": round(float(m_ours), 4),
         "owa": round(float(owa(s_ours, m_ours, s_naive2, m_naive2)), 4),
     }
+    if bands is not None:
+        hits = np.concatenate([inside(y, b[0, : len(y)], b[1, : len(y)]) for y, b in zip(truth, bands, strict=True)])
+        out["coverage"] = round(float(hits.mean()), 4)
+    return out
 
 
 def statsforecast_forecasts(history: list[np.ndarray], names: list[str], h: int, m: int, models: list[str]) -> dict:
-    """Forecasts of each statsforecast model for every series, and its fitting time (2 jobs).
+    """Forecasts of each statsforecast model for every series, its 80% prediction intervals (each
+    (2, h): the 0.1 and 0.9 quantiles, the band our models give) and its fitting time (2 jobs).
     MSTL takes the set's seasons (hourly: 24 and 168) with AutoETS on the remainder."""
     from statsforecast import StatsForecast
     from statsforecast import models as sfm
@@ -67,9 +79,11 @@ def statsforecast_forecasts(history: list[np.ndarray], names: list[str], h: int,
         else:
             model = getattr(sfm, name)(season_length=m)
         start = time.monotonic()
-        fc = StatsForecast(models=[model], freq=1, n_jobs=2).forecast(df=frame, h=h)
-        by_id = {uid: g[name].to_numpy() for uid, g in fc.groupby("unique_id", sort=False)}
-        out[name] = ([by_id[n] for n in names], round(time.monotonic() - start, 1))
+        fc = StatsForecast(models=[model], freq=1, n_jobs=2).forecast(df=frame, h=h, level=[80])
+        by_id = {uid: g for uid, g in fc.groupby("unique_id", sort=False)}
+        points = [by_id[n][name].to_numpy() for n in names]
+        bands = [by_id[n][[f"{name}-lo-80", f"{name}-hi-80"]].to_numpy().T for n in names]
+        out[name] = (points, bands, round(time.monotonic() - start, 1))
     return out
 
 
@@ -142,8 +156,10 @@ def main() -> None:
         test = {s.name: s.values for s in load_series(Path(args.data) / f"M4-{file}-test.csv.gz")}
         history, truth, names = [s.values for s in train], [test[s.name] for s in train], [s.name for s in train]
         rows = {"snaive": m4_score(history, truth, [snaive(x, h, m) for x in history], m)}
-        for name, (forecasts, seconds) in statsforecast_forecasts(history, names, h, m, args.statsforecast).items():
-            rows[f"statsforecast {name}"] = {**m4_score(history, truth, forecasts, m), "fit_seconds": seconds}
+        for name, (forecasts, bands, seconds) in statsforecast_forecasts(
+            history, names, h, m, args.statsforecast
+        ).items():
+            rows[f"statsforecast {name}"] = {**m4_score(history, truth, forecasts, m, bands), "fit_seconds": seconds}
             print(key, name, rows[f"statsforecast {name}"], flush=True)
         params, tuning = river_tuned(history, h, m)
         start = time.monotonic()
