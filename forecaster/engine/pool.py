@@ -19,7 +19,7 @@ class StatePool:
         }
         # Gathered rows land in buffers reused across steps: a fresh multi-MB tensor per step costs
         # more in page faults (large host allocations are fresh mmaps) than the copy itself.
-        self._gathered: State = {k: t[:0].clone() for k, t in self.tensors.items()}
+        self._gathered: State = {k: t[:0].clone() for k, t in self.tensors.items() if not self.spec[k].delay}
 
     @property
     def capacity(self) -> int:
@@ -47,11 +47,20 @@ class StatePool:
             t.index_fill_(0, slots, 0)
 
     def gather(self, slots: Tensor) -> State:
-        """The rows of ``slots``, in order; valid until the next ``gather``."""
+        """The rows of ``slots``, in order, a delay line's head alone; valid until the next ``gather``."""
         n = slots.shape[0]
         if n > self._gathered[COUNTER].shape[0]:
-            self._gathered = {k: t.new_empty((n, *t.shape[1:])) for k, t in self.tensors.items()}
-        return {k: torch.index_select(t, 0, slots, out=self._gathered[k][:n]) for k, t in self.tensors.items()}
+            self._gathered = {k: self.tensors[k].new_empty((n, *self.tensors[k].shape[1:])) for k in self._gathered}
+        t_now = torch.index_select(self.tensors[COUNTER], 0, slots, out=self._gathered[COUNTER][:n])
+        rows = {}
+        for k, t in self.tensors.items():
+            e = self.spec[k]
+            if e.delay:  # the entry written W steps ago, at t % W of the ring
+                a = e.ring_axis + 1
+                rows[k] = t.movedim(a, 1)[slots, t_now % e.shape[a - 1]].unsqueeze(a)
+            elif k != COUNTER:
+                rows[k] = torch.index_select(t, 0, slots, out=self._gathered[k][:n])
+        return {COUNTER: t_now, **rows}
 
     def scatter(self, slots: Tensor, t_before: Tensor, update: State) -> None:
         """Write one step's update in place: plain entries whole, ring entries one row at t % W."""

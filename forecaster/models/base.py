@@ -13,6 +13,10 @@ can preallocate it for many streams without knowing the family. Two kinds of ent
 - ring (``ring_axis=a``): a rolling buffer of length W = shape[a] along per-stream axis a.
   ``step`` returns only the new entry (B, *shape without axis a); the caller writes it at
   position ``t % W`` of that axis. This keeps a Transformer step O(W) with no copy of the window.
+- delay line (a ring with ``delay=True``): a step reads only the entry written W steps ago (zero
+  before), its *head* at index 0 of axis a, and returns the entry that replaces it. The engine
+  keeps it as a ring and hands the step the head alone (length 1 along a), so a stream's forecasts
+  of W steps ago cost one entry per step, not W; ``advance`` keeps it as a queue, oldest first.
 
 Every state also carries ``t`` (B,) int64, the number of observations the stream has seen before
 this one; callers maintain it (``advance`` below, or the engine in place).
@@ -35,6 +39,7 @@ class StateEntry:
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
     ring_axis: int | None = None  # per-stream axis of a rolling buffer; None: a plain entry
+    delay: bool = False  # a ring whose step reads only its head (see above)
 
 
 COUNTER = "t"
@@ -65,7 +70,10 @@ def advance(spec: dict[str, StateEntry], state: State, update: State) -> State:
     t = state[COUNTER]
     new = {COUNTER: t + 1}
     for k, e in spec.items():
-        if e.ring_axis is not None:
+        if e.delay:  # the oldest entry leaves, the new one joins at the end
+            a = e.ring_axis + 1
+            new[k] = torch.cat([state[k].narrow(a, 1, e.shape[a - 1] - 1), update[k].unsqueeze(a)], dim=a)
+        elif e.ring_axis is not None:
             rows = torch.arange(t.numel(), device=t.device)
             buf = state[k].clone()
             buf.movedim(e.ring_axis + 1, 1)[rows, t % e.shape[e.ring_axis]] = update[k]

@@ -61,9 +61,10 @@ deseasonalised values by least squares discounted over ``ERROR_MEMORY`` horizons
 The sums are kept relative to now (times u = s - t <= 0), so they stay bounded on an endless
 stream: sum_s w_s u^i (i = 0, 1, 2; w_s = lambda^-u) per stream, and sum_s w_s d_s and
 sum_s w_s u d_s per drifted weight.
-Each candidate keeps the forecasts it made k steps ago in a ring of k per tracked step. Steps far
-ahead count because the one-step error alone favours a level that chases the data, which
-forecasts worse far ahead (M4 Hourly). Errors are counted once a forecast's origin is past the
+Each candidate keeps the forecasts it made k steps ago in a delay line of k per tracked step (a
+step reads only the one made k steps ago, so the engine gathers only that). Steps far ahead
+count because the one-step error alone favours a level that chases the data, which forecasts
+worse far ahead (M4 Hourly). Errors are counted once a forecast's origin is past the
 first longest cycle, and the mean forgets over ``ERROR_MEMORY`` such spans, so a stream that
 changes its ways can change its choice. Errors scale with x, so the choice is scale-free. The
 same tracking (``track``) weighs the network's forecast against the stream's own
@@ -147,11 +148,11 @@ class Scaler:
 
     def tracking_spec(self, prefix: str, candidates: int) -> dict[str, StateEntry]:
         """The state ``track`` keeps for C forecasts of a stream: their errors E_j (C,) and, per
-        tracked step k, the forecasts of each made k steps ago (a ring of k)."""
+        tracked step k, the forecasts of each made k steps ago (a delay line of k)."""
         f64 = torch.float64
         spec = {f"{prefix}_error": StateEntry((candidates,), f64)}
         for k in self.tracked_steps:
-            spec[f"{prefix}_ahead_{k}"] = StateEntry((candidates, k), f64, ring_axis=1)  # f^j_{t,k} at slot t % k
+            spec[f"{prefix}_ahead_{k}"] = StateEntry((candidates, k), f64, ring_axis=1, delay=True)  # f^j_{t-k,k}
         return spec
 
     @cached_property
@@ -286,11 +287,8 @@ class Scaler:
         """Errors E_j (B, C) of C forecasts of each stream, updated with x_t (B,) against the
         forecasts of it made k steps ago (in ``state``, see ``tracking_spec``); ``ahead``
         (B, C, S): the forecasts made now for the tracked steps. Returns the errors and the update."""
-        made = [
-            state[f"{prefix}_ahead_{k}"].gather(2, (t % k)[:, None, None].expand(*ahead.shape[:2], 1))
-            for k in self.tracked_steps
-        ]
-        misses = (x[:, None, None] - torch.cat(made, dim=2)).abs()  # (B, C, S): |x_t - f_{t-k,k}|
+        made = torch.cat([state[f"{prefix}_ahead_{k}"][..., :1] for k in self.tracked_steps], dim=2)  # delay heads
+        misses = (x[:, None, None] - made).abs()  # (B, C, S): |x_t - f_{t-k,k}|
         errors = self.update_errors(state[f"{prefix}_error"], misses, t)
         update = {f"{prefix}_error": errors}
         update |= {f"{prefix}_ahead_{k}": ahead[..., i] for i, k in enumerate(self.tracked_steps)}
