@@ -103,9 +103,10 @@ def _product(parts: Iterable[Tensor]) -> Tensor | float:
 
 
 @cache
-def _phases_ahead(m: int, steps: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    """(p + k) mod m for each phase p now and each step k ahead: a table made once, not per step."""
-    return tuple(tuple((p + k) % m for k in steps) for p in range(m))
+def _phases_ahead(m: int, steps: tuple[int, ...], weights: int) -> tuple[tuple[int, ...], ...]:
+    """Where in a stream's K rings of m, flattened (K * m), weight j at phase p now finds each step
+    k ahead: j * m + (p + k) mod m, row j * m + p of a table made once, not per step."""
+    return tuple(tuple(j * m + (p + k) % m for k in steps) for j in range(weights) for p in range(m))
 
 
 def _factor(x: Tensor, base: Tensor) -> Tensor:
@@ -263,22 +264,22 @@ class Scaler:
         # Every candidate forecasts only the tracked steps; the full horizon only the first and the chosen one.
         steps = self.tracked_steps
         every_weight = self._constant("every weight", tuple(range(K)), t).expand(B, K)
-        ahead, shape = self._forecast(level, rings, now, t, steps, every_weight)  # (B, K, S)
+        ahead, growth = self._forecast(level, rings, now, t, steps, every_weight)  # (B, K, S)
         if self.drifted:
             drift = half_slope[..., None] * (self._constant("tracked", steps, x) - 1 + lag[..., None])  # (B, D, S)
-            ahead = torch.cat([ahead, ahead[:, j] + drift * (1 if add else 1 + shape[:, j])], dim=1)
+            ahead = torch.cat([ahead, ahead[:, j] + (drift if growth is None else drift * growth[:, j])], dim=1)
         # The candidates: each level weight, then each drifted one.
         errors, tracked = self.track("hw", x, t, state, ahead)
         update |= tracked
         best = errors.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
         chosen = self._constant("candidate weight", (*range(K), *self.drifted), t)[best]  # (B, 1)
-        forecasts, shape = self._forecast(level, rings, now, t, full, torch.cat([first_weight, chosen], dim=1))
+        forecasts, growth = self._forecast(level, rings, now, t, full, torch.cat([first_weight, chosen], dim=1))
         own = forecasts[:, 1]
         if self.drifted:
             d = (best[:, 0] - K).clamp(min=0)[:, None]  # the chosen drifted weight, if the choice is one
             slope = torch.where(best >= K, half_slope.gather(1, d), 0.0)
             drift = slope * (self._constant("full", full, x) - 1 + lag.gather(1, d))  # (B, H)
-            own = own + drift * (1 if add else 1 + shape[:, 1])
+            own = own + (drift if growth is None else drift * growth[:, 1])
         return error[:, 0], forecasts[:, 0], own, update
 
     def track(
@@ -316,26 +317,34 @@ class Scaler:
         t: Tensor,
         steps: tuple[int, ...],
         weights: Tensor,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor | None]:
         """Holt-Winters forecasts ``steps`` ahead by the states of the level weights at positions
         ``weights`` (B, J), from every weight's level (B, K), rings (B, K, m) before this step and
-        their new entries (B, K) -> forecasts and seasonal shape (B, J, S): the profiles summed,
-        or their factors' product minus 1."""
+        their new entries (B, K) -> forecasts (B, J, S) and, of the multiplicative form, the
+        seasonal growth they carry (B, J, S: the product of the factors; a drift is scaled by it)."""
         add = self.config.seasonal_form == "additive"
         (B, K), (J, S) = level.shape, (weights.shape[1], len(steps))
-        ahead = []
+        profiles = []
         for m, ring in rings.items():
             # Phases ahead from the phase now, and which steps land on it again (those read the new entry).
-            at = self._constant(("phase ahead", m, steps), _phases_ahead(m, steps), t)  # (m, S)
-            flat = weights[..., None] * m + at.index_select(0, t % m)[:, None, :]  # (B, J, S) into (B, K * m)
+            at = self._constant(("phases ahead", m, steps, K), _phases_ahead(m, steps, K), t)  # (K * m, S)
+            flat = at.index_select(0, (weights * m + (t % m)[:, None]).reshape(-1))  # (B * J, S) into (B, K * m)
             profile = ring.reshape(B, K * m).gather(1, flat.reshape(B, J * S)).reshape(B, J, S)
             wraps = [i for i, k in enumerate(steps) if k % m == 0]
             if wraps:
                 profile[..., wraps] = now[m].gather(1, weights)[..., None]
-            ahead.append(profile)
-        shape = (_sum if add else _product)(ahead)
+            profiles.append(profile)
+        # In place on the gathered profiles: a fresh (B, J, S) tensor per operation costs page faults.
         chosen = level.gather(1, weights)[..., None]
-        return (chosen + shape if add else chosen * (1 + shape)), shape
+        if add:
+            total = profiles[0]
+            for p in profiles[1:]:
+                total.add_(p)
+            return total.add_(chosen), None
+        growth = profiles[0].add_(1)
+        for p in profiles[1:]:
+            growth.mul_(p.add_(1))
+        return growth * chosen, growth
 
     def _drift(self, d: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The deseasonalised values of the drifted weights (B, D) -> half the slope b_t / 2 and
