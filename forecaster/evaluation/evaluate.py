@@ -50,11 +50,13 @@ def origins(
     pairs: list[tuple[Series, np.ndarray]], horizon: int, rolling: bool
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(series, history, truth) per forecast origin, in the order the streaming path makes them:
-    the end of each history, then (rolling) after each held-out value but the last."""
+    the end of each history, then (rolling) after each held-out value but the last. Histories
+    are views of one copy per series: a copy per origin would hold origins × length values."""
     out = [(s.name, s.values, t[:horizon]) for s, t in pairs]
     if rolling:
+        whole = {s.name: np.concatenate([s.values, t]) for s, t in pairs}
         for i in range(1, max(len(t) for _, t in pairs)):
-            out += [(s.name, np.r_[s.values, t[:i]], t[i : i + horizon]) for s, t in pairs if i < len(t)]
+            out += [(s.name, whole[s.name][: len(s) + i], t[i : i + horizon]) for s, t in pairs if i < len(t)]
     return out
 
 

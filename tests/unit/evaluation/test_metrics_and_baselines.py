@@ -65,3 +65,17 @@ def test_baselines_reproduce_the_official_m4_hourly_scores(name: str, want: tupl
         ]
     )
     assert (round(s, 3), round(m, 3)) == want
+
+
+def test_rolling_origins_see_every_value_before_them_without_a_copy_each() -> None:
+    from forecaster.data import Series
+    from forecaster.evaluation.evaluate import origins
+
+    pairs = [(Series("a", np.arange(5.0), np.arange(5.0)), np.array([5.0, 6.0, 7.0]))]
+    out = origins(pairs, horizon=2, rolling=True)
+    assert [(h.tolist(), t.tolist()) for _, h, t in out] == [
+        ([0, 1, 2, 3, 4], [5, 6]),
+        ([0, 1, 2, 3, 4, 5], [6, 7]),
+        ([0, 1, 2, 3, 4, 5, 6], [7]),
+    ]
+    assert np.shares_memory(out[1][1], out[2][1])  # one copy of the series, however many origins
