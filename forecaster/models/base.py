@@ -7,7 +7,7 @@ A *core* maps normalised features to hidden vectors. It works in two modes that 
   the per-stream state update. ``step`` is pure: it never writes into ``state``.
 
 State is a dict of tensors, one row per stream, described by ``state_spec()`` so that the engine
-can preallocate it for many streams without knowing the family. Two kinds of entry:
+can preallocate it for many streams without knowing the family. Three kinds of entry:
 
 - plain: ``step`` returns the full new value (B, *shape);
 - ring (``ring_axis=a``): a rolling buffer of length W = shape[a] along per-stream axis a.
