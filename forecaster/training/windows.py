@@ -17,6 +17,12 @@ from forecaster.data import Series
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.models.scaling import Scaler
 
+# A stuck reading (ETTm1: one value for 560 steps) decays the scale by ``scale_alpha`` a step. Past
+# a hundredth of the series' median scale, the change that ends it lands thousands of scale units
+# away, and one outage outweighs every other origin in the loss: origins inside such a stretch
+# (no change now, the scale's warm-up over) are not trained or validated on.
+STUCK_SCALE = 0.01
+
 
 @dataclass
 class Prepared:
@@ -49,6 +55,7 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
             for k in range(1, horizon + 1):
                 future[: T - k, k - 1] = x[j, k:T]
             targets = ((future - anchor[j, :T]) / scale[j, :T, None]).float()
+            targets[_stuck(x[j, :T], scale[j, :T], scaler.config.scale_alpha)] = float("nan")
             if scaler.gives_own_forecast:
                 ours = (own[j, :T] - anchor[j, :T]) / scale[j, :T, None]
                 lag = min(scaler.config.seasons[0], T - 1)
@@ -57,6 +64,14 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
             else:
                 out[n] = Prepared(features[j, :T], targets)
     return [out[n] for n in range(len(series))]
+
+
+def _stuck(x: Tensor, scale: Tensor, scale_alpha: float) -> Tensor:
+    """(T,) which positions of a series sit in a stuck stretch (see ``STUCK_SCALE``)."""
+    flat = torch.zeros_like(x, dtype=torch.bool)
+    flat[1:] = x[1:] == x[:-1]
+    settled = torch.arange(len(x)) >= 1 / scale_alpha
+    return flat & settled & (scale < STUCK_SCALE * scale.median())
 
 
 def head(data: Prepared, length: int) -> Prepared:

@@ -245,3 +245,18 @@ def test_an_ensemble_trains_its_members_with_their_own_seeds_and_calibrates_thei
     assert not torch.equal(model.head.heads[1].weight, first.head.weight)  # member 1 another seed's
     assert {"member_0_loss", "member_1_loss"} <= set(report.validation)
     assert abs(report.validation["coverage"] - 0.8) < 0.01
+
+
+def test_origins_inside_a_stuck_reading_are_not_trained_on() -> None:
+    """A sensor that repeats one value for 400 steps: its scale decays towards zero, and the change
+    that ends the outage would weigh thousands of scale units; the origins in the stuck stretch
+    are left unknown, every other one is kept."""
+    rng = np.random.default_rng(0)
+    values = 100 + np.cumsum(rng.standard_normal(1200))
+    values[500:900] = values[500]  # stuck from 501 on
+    scaler = ForecastModel(ModelConfig(family="rnn", horizon=4)).scaler
+    (prepared,) = prepare([Series("s", np.arange(1200.0), values)], scaler, horizon=4)
+    unknown = prepared.targets.isnan().all(dim=1)
+    assert unknown[750:900].all()  # 228 steps in, the scale has decayed below a hundredth of its median
+    assert not unknown[:500].any() and not unknown[900:1195].any()  # a normal stream: every origin kept
+    assert prepared.targets.nan_to_num().abs().max() < 1e3  # no origin left thousands of units from its truth
