@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forecaster.data import load_series
+from forecaster.data import Series, load_series
 from forecaster.evaluation import baselines
+from forecaster.evaluation.evaluate import origins
 from forecaster.evaluation.metrics import mase, mase_scale, owa, pinball, smape
 
 M4 = Path(__file__).parents[4] / "shared" / "data" / "m4"
@@ -68,9 +69,6 @@ def test_baselines_reproduce_the_official_m4_hourly_scores(name: str, want: tupl
 
 
 def test_rolling_origins_see_every_value_before_them_without_a_copy_each() -> None:
-    from forecaster.data import Series
-    from forecaster.evaluation.evaluate import origins
-
     pairs = [(Series("a", np.arange(5.0), np.arange(5.0)), np.array([5.0, 6.0, 7.0]))]
     out = origins(pairs, horizon=2, rolling=True)
     assert [(h.tolist(), t.tolist()) for _, h, t in out] == [
