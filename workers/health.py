@@ -33,7 +33,9 @@ class BrokerHealth:
 
     ``connections``: a client's open connection count, e.g. from ``KafkaConsumer.metrics()``.
     ``silence``: seconds since the broker last answered (``Probe.silence``); more than
-    ``timeout_s`` counts as an outage.
+    ``timeout_s`` counts as an outage. It counts only from when connections were last open:
+    the probe cannot be answered without them, and once they are back it gets ``timeout_s`` to
+    answer again before the same outage is counted twice.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class BrokerHealth:
         self.connections, self.silence, self.connected, self.outages = connections, silence, connected, outages
         self.timeout_s, self.every_s, self.clock = timeout_s, every_s, clock
         self.down_since: float | None = None
-        self.last_check = -float("inf")
+        self.last_check = self.unconnected_at = -float("inf")
         connected.set(1)
 
     def check(self) -> None:
@@ -57,7 +59,7 @@ class BrokerHealth:
         if now - self.last_check < self.every_s:
             return
         self.last_check = now
-        problem = self._problem()
+        problem = self._problem(now)
         if problem and self.down_since is None:
             self.down_since = now
             self.outages.inc()
@@ -68,10 +70,11 @@ class BrokerHealth:
             self.down_since = None
             self.connected.set(1)
 
-    def _problem(self) -> str | None:
+    def _problem(self, now: float) -> str | None:
         if self.connections() <= 0:
+            self.unconnected_at = now
             return "no open connection"
-        silent = self.silence()
+        silent = min(self.silence(), now - self.unconnected_at)
         if silent > self.timeout_s:
             return f"no answer for {silent:.1f} s (connections open: the broker may be hung)"
         return None

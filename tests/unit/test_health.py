@@ -100,3 +100,24 @@ def test_a_broker_silent_past_the_timeout_with_connections_open_is_an_outage(cap
     h.check()
     assert value("forecaster_broker_connected") == 1 and value("forecaster_broker_outages_total") == 1
     assert "reachable again after 3.0 s" in caplog.records[-1].getMessage()
+
+
+def test_a_probe_silent_only_while_the_connections_were_down_is_one_outage_not_two() -> None:
+    connections, now, last_answer = [3], [0.0], [0.0]
+    h, registry = health(connections, now, last_answer)
+    value = registry.get_sample_value
+    connections[0] = 0
+    for t in range(1, 9):  # 8 s with no connection: the probe cannot be answered either
+        now[0] = float(t)
+        h.check()
+    connections[0] = 2
+    for t in range(9, 13):  # connections back; the probe has not answered yet, within its 5 s
+        now[0] = float(t)
+        h.check()
+        assert value("forecaster_broker_connected") == 1
+    last_answer[0] = 12.5
+    for t in (14.0, 20.0):
+        now[0] = t
+        h.check()
+    assert value("forecaster_broker_connected") == 0  # silent 7.5 s with connections open: hung
+    assert value("forecaster_broker_outages_total") == 2
