@@ -1,12 +1,13 @@
 """Accuracy side by side, on the same splits and the same M4 scoring: our families (the JSON that
 ``forecaster evaluate`` wrote for each, e.g. by bench/m4.sh), seasonal naive, statsforecast
 (AutoETS, AutoTheta, MSTL on the hourly set's two seasons; AutoARIMA on request: slow) and River's
-Holt-Winters, on M4 Hourly and Weekly; with bench/ett.py's JSON, the ETT rows beside the
+Holt-Winters, on M4 Hourly and Weekly; with bench/ltsf.py's JSON, the ETT rows beside the
 published Transformer figures. Writes JSON and a chart.
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/accuracy.py --data ../shared/data/m4 --ours-hourly bench/results/m4-hourly \
-        --ours-weekly bench/results/m4-weekly-auto --ett bench/results/ett/ETTh1.json --out bench/results/accuracy.json
+        --ours-weekly bench/results/m4-weekly-auto --ltsf bench/results/ltsf/ETTh1.json \
+        --out bench/results/accuracy.json
 
 Each series' train file is the history and its test file the truth (M4's split). Only River needs
 settings a user would otherwise pick by hand: its (alpha, beta, gamma) are chosen on the train
@@ -145,7 +146,7 @@ def main() -> None:
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     p.add_argument("--ours-hourly", default="bench/results/m4-hourly", help="folder of <family>.json")
     p.add_argument("--ours-weekly", default="bench/results/m4-weekly-auto", help="folder of <family>.json")
-    p.add_argument("--ett", default=None, help="bench/ett.py's JSON, to chart beside the M4 sets")
+    p.add_argument("--ltsf", default=None, help="bench/ltsf.py's JSON, to chart beside the M4 sets")
     p.add_argument("--statsforecast", nargs="*", default=["AutoETS", "AutoTheta", "MSTL"])
     p.add_argument("--out", default="bench/results/accuracy.json")
     args = p.parse_args()
@@ -175,8 +176,8 @@ def main() -> None:
                 scored = json.loads((ours / f"{family}.json").read_text())
                 rows[family] = {k: scored[k] for k in ("smape", "mase", "owa", "coverage")}
         result[key] = {"series": len(train), "horizon": h, "period": m, "rows": rows}
-    if args.ett:
-        ett = json.loads(Path(args.ett).read_text())
+    if args.ltsf:
+        ett = json.loads(Path(args.ltsf).read_text())
         result[f"{ett['set']} (H {ett['horizon']})"] = ett
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,18 @@
-"""Our families on an ETT set under the long-horizon benchmark protocol, beside the published
-Transformer (and linear) figures and the Repeat and seasonal-naive baselines.
+"""Our families on a long-horizon benchmark set (ETT, Exchange, ILI, Weather) under its published
+protocol, beside the published Transformer (and linear) figures and the Repeat and
+seasonal-naive baselines.
 
-    .venv/bin/python bench/ett.py --data ../shared/data/ltsf --set ETTh1 --minutes 5 --out bench/results/ett
+    .venv/bin/python bench/ltsf.py --data ../shared/data/ltsf --set ETTh1 --minutes 5 --out bench/results/ltsf
 
-The protocol of the published tables (../shared/data/README.md): rows [0, 8640) train, [8640,
-11520) validation, [11520, 14400) test (ETTm: ×4); every channel forecast H = 96 steps ahead
-from every origin whose 96 values lie in the test span (stride 1); MSE and MAE on values
-standardised with the train rows' mean and std, averaged over channels, steps and origins. Ours
-are channel-independent streams (like PatchTST): ``forecaster train`` with its defaults on the
-train + validation rows (the validation rows are its early-stopping hold-out, as in the papers),
-then each channel streamed from its first row through the test span. The test rows are never
-seen in training or in choosing anything.
+The protocol of the published tables (../shared/data/README.md): ETTh rows [0, 8640) train,
+[8640, 11520) validation, [11520, 14400) test (ETTm: ×4); Exchange, ILI and Weather: the first
+70% train, the last 20% test, the 10% between validation. Every channel is forecast H steps
+ahead (96; ILI 24) from every origin whose H values lie in the test span (stride 1); MSE and
+MAE on values standardised with the train rows' mean and std, averaged over channels, steps
+and origins. Ours are channel-independent streams (like PatchTST): ``forecaster train`` with
+its defaults on the train + validation rows (the validation rows are its early-stopping
+hold-out, as in the papers), then each channel streamed from its first row through the test
+span. The test rows are never seen in training or in choosing anything.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +33,36 @@ from forecaster.data import Series, load_series
 from forecaster.evaluation.evaluate import model_forecasts
 from forecaster.models import FAMILIES
 
-H = 96
-BOUNDS = {"ETTh": (8640, 11520, 14400), "ETTm": (34560, 46080, 57600)}  # train end, validation end, test end
-PUBLISHED = ("PatchTST/64", "PatchTST/42", "DLinear", "FEDformer", "FEDformer-f", "Autoformer", "Informer")
+
+@dataclass(frozen=True)
+class LtsfSet:
+    """A benchmark set: its file, its name in the published tables, the horizon, the season of
+    the seasonal-naive baseline, and the fixed bounds (train end, validation end, test end)
+    where the protocol fixes them (otherwise 70% / 10% / 20% of the rows)."""
+
+    file: str
+    published_as: str
+    horizon: int
+    period: int
+    bounds: tuple[int, int, int] | None = None
+
+    def split(self, rows: int) -> tuple[int, int, int]:
+        if self.bounds:
+            return self.bounds
+        train, test = int(rows * 0.7), int(rows * 0.2)  # as the published code rounds them
+        return train, rows - test, rows
+
+
+SETS = {
+    "ETTh1": LtsfSet("ETTh1.csv.gz", "ETTh1", 96, 24, (8640, 11520, 14400)),
+    "ETTh2": LtsfSet("ETTh2.csv.gz", "ETTh2", 96, 24, (8640, 11520, 14400)),
+    "ETTm1": LtsfSet("ETTm1.csv.gz", "ETTm1", 96, 96, (34560, 46080, 57600)),
+    "ETTm2": LtsfSet("ETTm2.csv.gz", "ETTm2", 96, 96, (34560, 46080, 57600)),
+    "Exchange": LtsfSet("exchange_rate.csv.gz", "Exchange Rate", 96, 7),  # daily (its dates are synthetic)
+    "ILI": LtsfSet("national_illness.csv.gz", "ILI", 24, 52),  # weekly
+    "Weather": LtsfSet("weather.csv.gz", "Weather", 96, 144),  # every 10 minutes
+}
+PUBLISHED = ("PatchTST/64", "PatchTST/42", "DLinear", "NLinear", "FEDformer", "FEDformer-f", "Autoformer", "Informer")
 
 
 def standardised_errors(
@@ -40,6 +70,7 @@ def standardised_errors(
 ) -> dict[str, float]:
     """MSE and MAE over channels, steps and origins; forecasts[name] is (origins, H) from
     origin test_start - 1 on, in raw units."""
+    H = next(iter(forecasts.values())).shape[1]
     se, ae = [], []
     for s in series:
         std = s.values[:train_end].std()  # the mean cancels in a difference
@@ -51,7 +82,7 @@ def standardised_errors(
     return {"mse": round(float(np.mean(se)), 4), "mae": round(float(np.mean(ae)), 4)}
 
 
-def baseline(series: list[Series], test_start: int, test_end: int, period: int) -> dict[str, np.ndarray]:
+def baseline(series: list[Series], test_start: int, test_end: int, period: int, H: int) -> dict[str, np.ndarray]:
     """Repeat the last value (period 1) or the last cycle, from every origin."""
     out = {}
     for s in series:
@@ -63,7 +94,9 @@ def baseline(series: list[Series], test_start: int, test_end: int, period: int) 
     return out
 
 
-def ours(checkpoint: Path, series: list[Series], test_start: int, test_end: int) -> tuple[dict[str, np.ndarray], float]:
+def ours(
+    checkpoint: Path, series: list[Series], test_start: int, test_end: int, H: int
+) -> tuple[dict[str, np.ndarray], float]:
     """Each channel streamed from its first row; the forecasts from origins test_start - 1 on."""
     fc = forecaster.load(checkpoint, device="cpu")
     pairs = [(s.head(test_start), s.values[test_start:test_end]) for s in series]
@@ -79,8 +112,8 @@ def ours(checkpoint: Path, series: list[Series], test_start: int, test_end: int)
     return {k: np.array(v) for k, v in by_name.items()}, round(coverage, 4)
 
 
-def published(path: Path, dataset: str) -> dict[str, dict[str, float]]:
-    """The published multivariate MSE/MAE at H = 96 for ``dataset``, first source per model."""
+def published(path: Path, dataset: str, H: int) -> dict[str, dict[str, float]]:
+    """The published multivariate MSE/MAE at horizon H for ``dataset``, first source per model."""
     out: dict[str, dict[str, float]] = {}
     with path.open() as f:
         for row in csv.DictReader(f):
@@ -91,34 +124,37 @@ def published(path: Path, dataset: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def write(path: Path, dataset: str, rows: dict[str, dict], data: Path) -> None:
-    published_rows = published(data / "published_results_ltsf.csv", dataset)
-    result = {"set": dataset, "horizon": H, "rows": rows, "published": published_rows}
+def write(path: Path, name: str, rows: dict[str, dict], data: Path) -> None:
+    spec = SETS[name]
+    published_rows = published(data / "published_results_ltsf.csv", spec.published_as, spec.horizon)
+    result = {"set": name, "horizon": spec.horizon, "rows": rows, "published": published_rows}
     path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data/ltsf", help="folder of the ltsf files")
-    p.add_argument("--set", default="ETTh1", choices=("ETTh1", "ETTh2", "ETTm1", "ETTm2"))
+    p.add_argument("--set", default="ETTh1", choices=SETS)
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--minutes", type=float, default=5.0, help="training budget per family")
-    p.add_argument("--out", default="bench/results/ett")
+    p.add_argument("--out", default="bench/results/ltsf")
     p.add_argument(
         "--reuse", action="store_true", help="score a family's checkpoint already in --out instead of training"
     )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_end, val_end, test_end = BOUNDS[args.set[:4]]
-    series = [s.head(test_end) for s in load_series(Path(args.data) / f"{args.set}.csv.gz")]
-    period = 24 if args.set.startswith("ETTh") else 96
+    spec = SETS[args.set]
+    H, period = spec.horizon, spec.period
+    series = load_series(Path(args.data) / spec.file)
+    train_end, val_end, test_end = spec.split(len(series[0].values))
+    series = [s.head(test_end) for s in series]
     saved = out / f"{args.set}.json"  # rows of families not rerun this time stay
     rows: dict[str, dict] = json.loads(saved.read_text())["rows"] if saved.is_file() else {}
     rows |= {
-        "repeat": standardised_errors(series, baseline(series, val_end, test_end, 1), train_end, val_end),
+        "repeat": standardised_errors(series, baseline(series, val_end, test_end, 1, H), train_end, val_end),
         f"seasonal naive ({period})": standardised_errors(
-            series, baseline(series, val_end, test_end, period), train_end, val_end
+            series, baseline(series, val_end, test_end, period, H), train_end, val_end
         ),
     }
     fit_file = out / f"{args.set}-fit.csv"  # train + validation rows: all that training may see
@@ -139,7 +175,7 @@ def main() -> None:
                 + ["--max-minutes", str(args.minutes), "--seed", "0", "--quiet"],
                 check=True,
             )
-        forecasts, coverage = ours(checkpoint, series, val_end, test_end)
+        forecasts, coverage = ours(checkpoint, series, val_end, test_end, H)
         config = json.loads((checkpoint / "config.json").read_text())
         rows[family] = {
             **standardised_errors(series, forecasts, train_end, val_end),
