@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from accuracy import statsforecast_forecasts  # bench/accuracy.py: the same fits as the M4 rows
 
 import forecaster
 from forecaster.data import Series, load_series
@@ -62,20 +63,21 @@ SETS = {
     "ILI": LtsfSet("national_illness.csv.gz", "ILI", 24, 52),  # weekly
     "Weather": LtsfSet("weather.csv.gz", "Weather", 96, 144),  # every 10 minutes
 }
+STATS = ["AutoETS", "AutoTheta"]
 PUBLISHED = ("PatchTST/64", "PatchTST/42", "DLinear", "NLinear", "FEDformer", "FEDformer-f", "Autoformer", "Informer")
 
 
 def standardised_errors(
-    series: list[Series], forecasts: dict[str, np.ndarray], train_end: int, test_start: int
+    series: list[Series], forecasts: dict[str, np.ndarray], train_end: int, test_start: int, stride: int = 1
 ) -> dict[str, float]:
     """MSE and MAE over channels, steps and origins; forecasts[name] is (origins, H) from
-    origin test_start - 1 on, in raw units."""
+    origin test_start - 1 on, every ``stride``-th, in raw units."""
     H = next(iter(forecasts.values())).shape[1]
     se, ae = [], []
     for s in series:
         std = s.values[:train_end].std()  # the mean cancels in a difference
         f = forecasts[s.name]
-        truth = np.lib.stride_tricks.sliding_window_view(s.values[test_start:], H)[: len(f)]
+        truth = np.lib.stride_tricks.sliding_window_view(s.values[test_start:], H)[::stride][: len(f)]
         err = (f - truth) / std
         se.append((err**2).mean())
         ae.append(np.abs(err).mean())
@@ -112,6 +114,33 @@ def ours(
     return {k: np.array(v) for k, v in by_name.items()}, round(coverage, 4)
 
 
+def statsforecast_rows(
+    series: list[Series], bounds: tuple[int, int, int], H: int, period: int, stride: int
+) -> dict[str, dict]:
+    """statsforecast's AutoETS and AutoTheta (season ``period``), refitted at every ``stride``-th
+    origin of the test span on all values before it: MSE, MAE and its 80% intervals' coverage."""
+    train_end, test_start, test_end = bounds
+    points: dict[str, dict[str, list[np.ndarray]]] = {m: {s.name: [] for s in series} for m in STATS}
+    inside: dict[str, list[float]] = {m: [] for m in STATS}
+    for t in range(test_start, test_end - H + 1, stride):
+        runs = statsforecast_forecasts([s.values[:t] for s in series], [s.name for s in series], H, period, STATS)
+        for model, (fc, bands, _) in runs.items():
+            for s, f, band in zip(series, fc, bands, strict=True):
+                points[model][s.name].append(f)
+                truth = s.values[t : t + H]
+                inside[model].append(float(((truth >= band[0]) & (truth <= band[1])).mean()))
+    return {
+        f"statsforecast {m}": {
+            **standardised_errors(
+                series, {k: np.array(v) for k, v in points[m].items()}, train_end, test_start, stride
+            ),
+            "coverage": round(float(np.mean(inside[m])), 4),
+            "stride": stride,
+        }
+        for m in STATS
+    }
+
+
 def published(path: Path, dataset: str, H: int) -> dict[str, dict[str, float]]:
     """The published multivariate MSE/MAE at horizon H for ``dataset``, first source per model."""
     out: dict[str, dict[str, float]] = {}
@@ -139,6 +168,12 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=5.0, help="training budget per family")
     p.add_argument("--out", default="bench/results/ltsf")
     p.add_argument(
+        "--stats-stride",
+        type=int,
+        default=0,
+        help="also refit statsforecast's AutoETS and AutoTheta at every N-th test origin (0: not)",
+    )
+    p.add_argument(
         "--reuse", action="store_true", help="score a family's checkpoint already in --out instead of training"
     )
     args = p.parse_args()
@@ -157,6 +192,11 @@ def main() -> None:
             series, baseline(series, val_end, test_end, period, H), train_end, val_end
         ),
     }
+    stride = args.stats_stride
+    if stride:  # the baselines on the origins statsforecast is scored on, beside it
+        for name, period_of in (("repeat", 1), (f"seasonal naive ({period})", period)):
+            strided = {k: v[::stride] for k, v in baseline(series, val_end, test_end, period_of, H).items()}
+            rows[name][f"stride {stride}"] = standardised_errors(series, strided, train_end, val_end, stride)
     fit_file = out / f"{args.set}-fit.csv"  # train + validation rows: all that training may see
     with fit_file.open("w", newline="") as f:
         w = csv.writer(f)
@@ -183,8 +223,13 @@ def main() -> None:
             "train_minutes": config["training"]["minutes"],
             "seasons": config["model"]["scaler"]["seasons"],
         }
+        if stride:
+            strided = {k: v[::stride] for k, v in forecasts.items()}
+            rows[family][f"stride {stride}"] = standardised_errors(series, strided, train_end, val_end, stride)
         print(args.set, family, rows[family], f"({round(time.monotonic() - start)} s)", flush=True)
         write(saved, args.set, rows, Path(args.data))  # after each family: a stopped run keeps what it scored
+    if stride:
+        rows |= statsforecast_rows(series, (train_end, val_end, test_end), H, period, stride)
     write(saved, args.set, rows, Path(args.data))
     result = json.loads(saved.read_text())
     for name, row in {**rows, **result["published"]}.items():
