@@ -142,10 +142,19 @@ def _long(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     out = []
     for name, g in frame.groupby("stream", sort=True):
         g = g.sort_values("ts", kind="stable")
-        if g["ts"].duplicated().any():
-            raise DataError(f"{path}: stream {name!r} has two rows at time {g['ts'][g['ts'].duplicated()].iloc[0]}")
+        _unique_times(g["ts"].to_numpy(), f"stream {name!r}", path)
         out.append(Series(str(name), g["ts"].to_numpy(), g["value"].to_numpy()))
     return out
+
+
+def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
+    """Sorted times ``ts`` repeat nowhere: a stream's events must move forward in time (a
+    repeated one would be dead-lettered when served), so a file that repeats one is refused."""
+    repeated = np.flatnonzero(np.diff(ts) == 0)
+    if len(repeated):
+        t = float(ts[repeated[0]])
+        when = pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise DataError(f"{path}: {what} has two rows at time {t} ({when}); keep one of them")
 
 
 def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
@@ -164,6 +173,7 @@ def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
             continue
         v = _numeric(df[col], f"column {col!r}", path)[order]
         keep = ~np.isnan(v)
+        _unique_times(ts[order][keep], f"column {col!r}", path)
         out.append(Series(str(col), ts[order][keep], v[keep]))
     return out
 

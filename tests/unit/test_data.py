@@ -47,7 +47,12 @@ def test_parquet_reads_like_csv(tmp_path: Path) -> None:
     [
         ("stream,ts,value\na,1,x\n", {}, "non-numeric value 'x' in column 'value'"),
         ("stream,ts,value\na,1,1\n", {"layout": "long", "columns": Columns(value="price")}, "missing column 'price'"),
-        ("stream,ts,value\na,1,1\na,1,2\n", {}, "two rows at time 1.0"),
+        ("stream,ts,value\na,1,1\na,1,2\n", {}, "stream 'a' has two rows at time 1.0"),
+        (  # a wide table's repeated row (Weather of the long-horizon benchmarks has one)
+            "date,a,b\n2020-05-12 05:50,1,2\n2020-05-12 06:00,3,4\n2020-05-12 06:00,3,4\n",
+            {},
+            r"column 'a' has two rows at time 1589263200.0 \(2020-05-12 06:00:00 UTC\); keep one",
+        ),
         ("stream,ts,value\na,1,1\n", {"min_length": 5}, "series 'a' has 1 values; at least 5"),
         ("", {}, "cannot read"),
     ],
