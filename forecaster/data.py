@@ -153,8 +153,11 @@ def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
     repeated = np.flatnonzero(np.diff(ts) == 0)
     if len(repeated):
         t = float(ts[repeated[0]])
-        when = pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
-        raise DataError(f"{path}: {what} has two rows at time {t} ({when}); keep one of them")
+        try:
+            when = pd.Timestamp(t, unit="s", tz="UTC").strftime(" (%Y-%m-%d %H:%M:%S UTC)")
+        except ValueError:  # not seconds since the epoch (e.g. milliseconds): the number alone
+            when = ""
+        raise DataError(f"{path}: {what} has two rows at time {t}{when}; keep one of them")
 
 
 def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:

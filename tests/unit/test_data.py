@@ -48,6 +48,7 @@ def test_parquet_reads_like_csv(tmp_path: Path) -> None:
         ("stream,ts,value\na,1,x\n", {}, "non-numeric value 'x' in column 'value'"),
         ("stream,ts,value\na,1,1\n", {"layout": "long", "columns": Columns(value="price")}, "missing column 'price'"),
         ("stream,ts,value\na,1,1\na,1,2\n", {}, "stream 'a' has two rows at time 1.0"),
+        ("stream,ts,value\na,1700000000000,1\na,1700000000000,2\n", {}, "at time 1700000000000.0; keep one"),
         (  # a wide table's repeated row (Weather of the long-horizon benchmarks has one)
             "date,a,b\n2020-05-12 05:50,1,2\n2020-05-12 06:00,3,4\n2020-05-12 06:00,3,4\n",
             {},
