@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -154,8 +155,8 @@ def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
     if len(repeated):
         t = float(ts[repeated[0]])
         try:
-            when = pd.Timestamp(t, unit="s", tz="UTC").strftime(" (%Y-%m-%d %H:%M:%S UTC)")
-        except ValueError:  # not seconds since the epoch (e.g. milliseconds): the number alone
+            when = datetime.fromtimestamp(t, UTC).strftime(" (%Y-%m-%d %H:%M:%S UTC)")
+        except (ValueError, OverflowError, OSError):  # not seconds since the epoch (milliseconds?)
             when = ""
         raise DataError(f"{path}: {what} has two rows at time {t}{when}; keep one of them")
 
