@@ -165,10 +165,8 @@ def published(path: Path, dataset: str, H: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def write(path: Path, name: str, rows: dict[str, dict], data: Path) -> None:
-    spec = SETS[name]
-    published_rows = published(data / "published_results_ltsf.csv", spec.published_as, spec.horizon)
-    result = {"set": name, "horizon": spec.horizon, "rows": rows, "published": published_rows}
+def write(path: Path, name: str, rows: dict[str, dict], published_rows: dict[str, dict[str, float]]) -> None:
+    result = {"set": name, "horizon": SETS[name].horizon, "rows": rows, "published": published_rows}
     path.write_text(json.dumps(result, indent=1) + "\n")
 
 
@@ -198,17 +196,19 @@ def main() -> None:
     series = [s.head(test_end) for s in series]
     saved = out / f"{args.set}.json"  # rows of families not rerun this time stay
     rows: dict[str, dict] = json.loads(saved.read_text())["rows"] if saved.is_file() else {}
-    rows |= {
-        "repeat": standardised_errors(series, baseline(series, val_end, test_end, 1, H), train_end, val_end),
-        f"seasonal naive ({period})": standardised_errors(
-            series, baseline(series, val_end, test_end, period, H), train_end, val_end
-        ),
-    }
+    published_rows = published(Path(args.data) / "published_results_ltsf.csv", spec.published_as, H)
     stride = args.stats_stride
-    if stride:  # the baselines on the origins statsforecast is scored on, beside it
-        for name, period_of in (("repeat", 1), (f"seasonal naive ({period})", period)):
-            strided = {k: v[::stride] for k, v in baseline(series, val_end, test_end, period_of, H).items()}
-            rows[name][f"stride {stride}"] = standardised_errors(series, strided, train_end, val_end, stride)
+
+    def errors(forecasts: dict[str, np.ndarray]) -> dict:
+        """Over every origin and, with a stride, over the origins statsforecast is scored on."""
+        row: dict = standardised_errors(series, forecasts, train_end, val_end)
+        if stride:
+            strided = {k: v[::stride] for k, v in forecasts.items()}
+            row[f"stride {stride}"] = standardised_errors(series, strided, train_end, val_end, stride)
+        return row
+
+    rows["repeat"] = errors(baseline(series, val_end, test_end, 1, H))
+    rows[f"seasonal naive ({period})"] = errors(baseline(series, val_end, test_end, period, H))
     fit_file = out / f"{args.set}-fit.csv"  # train + validation rows: all that training may see
     with fit_file.open("w", newline="") as f:
         w = csv.writer(f)
@@ -230,21 +230,17 @@ def main() -> None:
         forecasts, coverage = ours(checkpoint, series, val_end, test_end, H)
         config = json.loads((checkpoint / "config.json").read_text())
         rows[family] = {
-            **standardised_errors(series, forecasts, train_end, val_end),
+            **errors(forecasts),
             "coverage": coverage,
             "train_minutes": config["training"]["minutes"],
             "seasons": config["model"]["scaler"]["seasons"],
         }
-        if stride:
-            strided = {k: v[::stride] for k, v in forecasts.items()}
-            rows[family][f"stride {stride}"] = standardised_errors(series, strided, train_end, val_end, stride)
         print(args.set, family, rows[family], f"({round(time.monotonic() - start)} s)", flush=True)
-        write(saved, args.set, rows, Path(args.data))  # after each family: a stopped run keeps what it scored
+        write(saved, args.set, rows, published_rows)  # after each family: a stopped run keeps what it scored
     if stride:
         rows |= statsforecast_rows(series, (train_end, val_end, test_end), H, period, stride)
-    write(saved, args.set, rows, Path(args.data))
-    result = json.loads(saved.read_text())
-    for name, row in {**rows, **result["published"]}.items():
+    write(saved, args.set, rows, published_rows)
+    for name, row in {**rows, **published_rows}.items():
         print(f"{name:36s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
 
 
