@@ -274,7 +274,8 @@ def charts(result: dict[str, Any], out: Path) -> list[str]:
     ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, [f"{n:,} streams" for n in sizes])
     ax.set_yscale("log")
     ax.set_ylabel("events/s (log)")
-    ax.set_title("Maximum sustained rate, one process each, embedded broker, 2 cores")
+    cores, device = result["machine"]["cpu_count"], result["device"]
+    ax.set_title(f"Maximum sustained rate, one process each, embedded broker, {cores} cores, {device}")
     ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     paths = [out.with_name(out.stem + "-throughput.png")]

@@ -58,7 +58,7 @@ run() {
     tail -8 || status=1
   echo "== 4. worker on the embedded broker"
   local streams=${E2E_STREAMS:-100000}
-  timeout 180 $py bench/e2e.py --streams "$streams" --records $((streams * 5)) --systems passthrough worker-lstm \
+  timeout 300 $py bench/e2e.py --streams "$streams" --records $((streams * 5)) --systems passthrough worker-lstm \
     --latency-systems worker-lstm --fractions 0.5 --latency-seconds "${E2E_SECONDS:-20}" --device "$device" \
     --timeout 140 --out "$out/gpu-e2e.json" >"$out/gpu-e2e.log" 2>&1 || status=1
   tail -5 "$out/gpu-e2e.log"

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from workers import broker
 PARTITIONS = 4
 SESSION = ["--kafka-option", "session_timeout_ms=6000", "--kafka-option", "heartbeat_interval_ms=1000"]
 FORECASTER = [sys.executable, "-m", "workers.cli"]
+_RELAYED = re.compile(r"^relayed (\d+) cpu_s ([\d.]+) peak_rss_mb ([\d.]+)$", re.MULTILINE)
 
 
 def wait_for(condition: Any, seconds: float, what: str) -> None:
@@ -116,11 +118,12 @@ class Worker:
 
     def _relayed(self) -> tuple[float, float, float]:
         """The last progress line of a bench/relay.py baseline: records, CPU s, peak RSS MB."""
-        lines = [line for line in self.log.read_text().splitlines() if line.startswith("relayed ")]
-        if not lines:
+        # Whole lines only: unbuffered, print writes the text and its newline apart, and another
+        # thread's log line can land between them.
+        found = _RELAYED.findall(self.log.read_text())
+        if not found:
             return -1.0, 0.0, 0.0
-        f = lines[-1].split()
-        return float(f[1]), float(f[3]), float(f[5])
+        return tuple(float(x) for x in found[-1])
 
     def ready(self) -> bool:
         """Its consumer has joined the group and holds partitions."""
