@@ -20,6 +20,7 @@ from forecaster.validation import REASONS
 from tests.hostile import records
 from tests.integration.faults import Link
 from tests.integration.helpers import (
+    SHORT_SESSION,
     Reader,
     Worker,
     assert_exact,
@@ -163,7 +164,9 @@ def test_crash_loop_of_sigkills_loses_nothing_and_forecasts_equal_a_run_that_nev
         producer.flush()
 
     def start() -> Worker:
-        return Worker(kafka, model_dir, topics, tmp_path, "--max-batch", "7", "--snapshot-interval-s", "0.3")
+        return Worker(
+            kafka, model_dir, topics, tmp_path, "--max-batch", "7", "--snapshot-interval-s", "0.3", *SHORT_SESSION
+        )
 
     w = start()
     out = Reader(kafka, topics["output"])
@@ -286,7 +289,7 @@ def test_compaction_at_any_moment_of_a_crash_loop_leaves_a_usable_snapshot_and_f
     current = dict(topics)
 
     def start() -> Worker:
-        flags = ("--max-batch", "5", "--snapshot-interval-s", "0.01", "--snapshot-chunk-bytes", "1024")
+        flags = ("--max-batch", "5", "--snapshot-interval-s", "0.01", "--snapshot-chunk-bytes", "1024", *SHORT_SESSION)
         return Worker(kafka, model_dir, current, tmp_path, *flags)
 
     w = start()

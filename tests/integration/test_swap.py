@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 import forecaster
 from tests.conftest import wait_for
-from tests.integration.helpers import Reader, Worker, price_events, publish, tracebacks
+from tests.integration.helpers import SHORT_SESSION, Reader, Worker, price_events, publish, tracebacks
 from workers.broker import BrokerInfo
 from workers.control import send_swap
 from workers.settings import KafkaSettings
@@ -153,7 +153,7 @@ def test_a_sigkill_inside_a_warm_up_or_just_after_a_switch_recovers_exactly(
     history, middle, end = events[:6000], events[6000:6120], events[6120:]
     keyed_topics(kafka, topics)
     out = Reader(kafka, topics["output"])
-    flags = ("--max-batch", "20", "--snapshot-interval-s", "0.2")  # 20 records a turn: a warm-up of seconds
+    flags = ("--max-batch", "20", "--snapshot-interval-s", "0.2", *SHORT_SESSION)  # 20 a turn: a warm-up of seconds
     workers = []
     try:
         workers.append(first := Worker(kafka, model_dir, topics, tmp_path, *flags))
