@@ -226,18 +226,28 @@ def _median_spacing(series: list[Series]) -> float:
     return float(np.median(np.concatenate([np.diff(s.ts) for s in series if len(s) > 1] or [np.array([0.0])])))
 
 
+def _weekdays_only(series: list[Series]) -> bool:
+    """Whether (almost) no observation falls on a Saturday or Sunday (UTC): business-daily data,
+    whose week is 5 observations, not 7. A few weekend sessions (make-up trading days) are allowed;
+    a calendar week puts 2 of 7 days there."""
+    days = np.concatenate([s.ts for s in series]) // _DAY
+    return float(np.mean((days + 3) % 7 >= 5)) < 0.02  # day 0 of the epoch was a Thursday (3; Monday 0)
+
+
 def seasons_of(series: list[Series]) -> tuple[int, ...]:
     """The candidate seasonal periods for a model of this data (``forecaster train`` without
     ``--season``): M4 ids by their letter (hourly: 24 and 168), else by the median spacing of
-    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, daily → 7,
-    monthly → 12, …; none for yearly or unusual spacings). A period longer than half the median
-    series is left out: too few cycles to learn from."""
+    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, daily → 7, or 5
+    for business days (no weekend observations), monthly → 12, …; none for yearly or unusual
+    spacings). A period longer than half the median series is left out: too few cycles to learn from."""
     letter = _m4_letter(series)
     if letter is not None:
         found = M4_SEASONS.get(letter, ())
     else:
         step = _median_spacing(series)
         found = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
+        if found == (7,) and _weekdays_only(series):
+            found = (5,)
     half = float(np.median([len(s) for s in series])) / 2
     return tuple(m for m in found if m <= half)
 

@@ -6,7 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.data import Columns, DataError, Series, as_batches, fingerprint, load_series, season_of, seasons_of
+from forecaster.data import (
+    PRICE_COLUMNS,
+    PRICES,
+    Columns,
+    DataError,
+    Series,
+    as_batches,
+    fingerprint,
+    load_series,
+    season_of,
+    seasons_of,
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "d.csv") -> Path:
@@ -107,6 +118,17 @@ def test_batches_stream_every_series_in_step_order_and_fingerprint_tracks_values
 def test_seasons_follow_the_spacing_of_the_timestamps(spacing_s: float, length: int, seasons: tuple) -> None:
     ts = 1.7e9 + spacing_s * np.arange(length)
     assert seasons_of([Series("a", ts, np.ones(length)), Series("b", ts, np.ones(length))]) == seasons
+
+
+def test_business_days_have_a_week_of_five_observations() -> None:
+    days = pd.bdate_range("2020-01-01", periods=500)
+    ts = (days - pd.Timestamp("1970-01-01")).total_seconds().to_numpy()
+    assert seasons_of([Series("a", ts, np.ones(500))]) == (5,)
+    # one Saturday session (a make-up trading day) does not make it a calendar week
+    saturday = (pd.Timestamp("2020-01-04") - pd.Timestamp("1970-01-01")).total_seconds()
+    assert seasons_of([Series("a", np.sort(np.append(ts, saturday)), np.ones(501))]) == (5,)
+    prices = load_series(PRICES, "long", PRICE_COLUMNS)  # the bundled stock file: trading days
+    assert seasons_of(prices) == (5,)
 
 
 def test_m4_ids_give_the_m4_seasons() -> None:
