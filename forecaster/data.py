@@ -234,20 +234,38 @@ def _weekdays_only(series: list[Series]) -> bool:
     return float(np.mean((days + 3) % 7 >= 5)) < 0.02  # day 0 of the epoch was a Thursday (3; Monday 0)
 
 
+def _per_day(series: list[Series]) -> int:
+    """The median number of observations in a (UTC) day of a series: the day's period of intraday
+    data, fewer than 24 hours' worth where only trading hours are recorded (hourly bars of one
+    session: 7)."""
+    counts = [np.unique(s.ts // _DAY, return_counts=True)[1] for s in series if len(s)]
+    return int(np.median(np.concatenate(counts))) if counts else 0
+
+
+def _periods(series: list[Series], step: float) -> tuple[int, ...]:
+    """The candidate periods for timestamps ``step`` seconds apart: the table's, with the day and
+    the week counted in the observations the data really has per day and per week."""
+    found = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
+    week_days = 5 if found and step <= 1.1 * _DAY and _weekdays_only(series) else 7
+    if found == (7,):
+        return (week_days,)
+    if not found or step >= _DAY:
+        return found
+    full = round(_DAY / step)
+    day = min(_per_day(series), full)
+    return tuple(sorted({{full: day, 7 * full: day * week_days}.get(p, p) for p in found if p > 1}))
+
+
 def seasons_of(series: list[Series]) -> tuple[int, ...]:
     """The candidate seasonal periods for a model of this data (``forecaster train`` without
     ``--season``): M4 ids by their letter (hourly: 24 and 168), else by the median spacing of
-    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, daily → 7, or 5
-    for business days (no weekend observations), monthly → 12, …; none for yearly or unusual
-    spacings). A period longer than half the median series is left out: too few cycles to learn from."""
+    the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, daily → 7,
+    monthly → 12, …; none for yearly or unusual spacings). Days and weeks are counted in
+    observations the data has: business days (no weekend observations) make a week of 5 days,
+    trading hours a day of the observations in one (hourly bars of a 7-hour session: 7 and 35).
+    A period longer than half the median series is left out: too few cycles to learn from."""
     letter = _m4_letter(series)
-    if letter is not None:
-        found = M4_SEASONS.get(letter, ())
-    else:
-        step = _median_spacing(series)
-        found = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
-        if found == (7,) and _weekdays_only(series):
-            found = (5,)
+    found = M4_SEASONS.get(letter, ()) if letter is not None else _periods(series, _median_spacing(series))
     half = float(np.median([len(s) for s in series])) / 2
     return tuple(m for m in found if m <= half)
 
@@ -255,16 +273,17 @@ def seasons_of(series: list[Series]) -> tuple[int, ...]:
 def season_of(series: list[Series]) -> int:
     """The seasonal period of MASE and seasonal naive, as M4 chose them: M4 ids by their letter,
     else by the timestamps' spacing: the day for intraday data (hourly 24, half-hourly 48,
-    minutes 1440), the year for monthly (12) and quarterly (4) data, 1 for daily and weekly data
-    (whose weekly and yearly cycles M4 left to the methods)."""
+    minutes 1440; the observations in a day where only trading hours are recorded), the year for
+    monthly (12) and quarterly (4) data, 1 for daily and weekly data (whose weekly and yearly
+    cycles M4 left to the methods)."""
     letter = _m4_letter(series)
     if letter is not None:
         return M4_SEASON[letter]
     step = _median_spacing(series)
-    periods = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
+    periods = _periods(series, step)
     if not periods or _DAY <= step <= 8 * _DAY:
         return 1
-    return round(_DAY / step) if step < _DAY else periods[0]
+    return min(_per_day(series), round(_DAY / step)) if step < _DAY else periods[0]
 
 
 def fingerprint(series: list[Series]) -> str:

@@ -131,6 +131,20 @@ def test_business_days_have_a_week_of_five_observations() -> None:
     assert seasons_of(prices) == (5,)
 
 
+def test_trading_hours_count_the_day_and_week_in_observations_the_data_has() -> None:
+    days = pd.bdate_range("2024-01-01", periods=120)
+    hours = days.repeat(7) + pd.to_timedelta(np.tile(np.arange(7) + 14, 120), unit="h")  # 14:00-20:00 UTC
+    ts = (hours - pd.Timestamp("1970-01-01")).total_seconds().to_numpy()
+    bars = [Series("a", ts, np.ones(len(ts)))]
+    assert seasons_of(bars) == (7, 35) and season_of(bars) == 7  # not 24 and 168
+    minutes = days[:20].repeat(390) + pd.to_timedelta(np.tile(np.arange(390) + 870, 20), unit="min")  # 14:30-21:00
+    ts = (minutes - pd.Timestamp("1970-01-01")).total_seconds().to_numpy()
+    assert seasons_of([Series("a", ts, np.ones(len(ts)))]) == (60, 390)  # the hour, and the session not 1440
+    every_hour = 1.7e9 + 3600.0 * np.arange(2000)  # a whole day of hours, every day: unchanged
+    assert seasons_of([Series("a", every_hour, np.ones(2000))]) == (24, 168)
+    assert season_of([Series("a", every_hour, np.ones(2000))]) == 24
+
+
 def test_m4_ids_give_the_m4_seasons() -> None:
     def m4(name: str) -> Series:
         return Series(name, np.arange(700.0), np.ones(700))
