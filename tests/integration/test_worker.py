@@ -13,6 +13,7 @@ from kafka import KafkaProducer
 import forecaster
 from tests.conftest import exited, random_walks
 from tests.integration.helpers import (
+    SHORT_SESSION,
     Worker,
     assert_exact,
     committed_offsets,
@@ -88,7 +89,7 @@ def test_sigkill_then_restart_continues_with_the_same_forecasts(
 ) -> None:
     events = price_events(12, 40, seed=21)
     first, second = events[: len(events) // 2], events[len(events) // 2 :]
-    a = Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.2")
+    a = Worker(kafka, model_dir, topics, tmp_path, "--snapshot-interval-s", "0.2", *SHORT_SESSION)
     publish(kafka, topics["input"], first)
     consume(kafka, topics["output"], len(first))
     consume(kafka, topics["state"], 1, parse=bytes)  # a snapshot was written
