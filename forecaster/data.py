@@ -234,12 +234,12 @@ def _weekdays_only(series: list[Series]) -> bool:
     return float(np.mean((days + 3) % 7 >= 5)) < 0.02  # day 0 of the epoch was a Thursday (3; Monday 0)
 
 
-def _per_day(series: list[Series]) -> int:
-    """The median number of observations in a (UTC) day of a series: the day's period of intraday
-    data, fewer than 24 hours' worth where only trading hours are recorded (hourly bars of one
-    session: 7)."""
-    counts = [np.unique(s.ts // _DAY, return_counts=True)[1] for s in series if len(s)]
-    return int(np.median(np.concatenate(counts))) if counts else 0
+def _per_day(series: list[Series], step: float) -> int:
+    """The day's period of intraday data ``step`` seconds apart: the median number of observations
+    in a (UTC) day of a series, fewer than a whole day's where only trading hours are recorded
+    (hourly bars of one session: 7)."""
+    counts = np.concatenate([np.unique(s.ts // _DAY, return_counts=True)[1] for s in series])
+    return min(int(np.median(counts)), round(_DAY / step))
 
 
 def _periods(series: list[Series], step: float) -> tuple[int, ...]:
@@ -251,8 +251,7 @@ def _periods(series: list[Series], step: float) -> tuple[int, ...]:
         return (week_days,)
     if not found or step >= _DAY:
         return found
-    full = round(_DAY / step)
-    day = min(_per_day(series), full)
+    full, day = round(_DAY / step), _per_day(series, step)
     return tuple(sorted({{full: day, 7 * full: day * week_days}.get(p, p) for p in found if p > 1}))
 
 
@@ -261,7 +260,7 @@ def seasons_of(series: list[Series]) -> tuple[int, ...]:
     ``--season``): M4 ids by their letter (hourly: 24 and 168), else by the median spacing of
     the timestamps (within 10%: hourly → 24 and 168, half-hourly → 48 and 336, daily → 7,
     monthly → 12, …; none for yearly or unusual spacings). Days and weeks are counted in
-    observations the data has: business days (no weekend observations) make a week of 5 days,
+    observations the data has: business days (almost no weekend observations) make a week of 5 days,
     trading hours a day of the observations in one (hourly bars of a 7-hour session: 7 and 35).
     A period longer than half the median series is left out: too few cycles to learn from."""
     letter = _m4_letter(series)
@@ -283,7 +282,7 @@ def season_of(series: list[Series]) -> int:
     periods = _periods(series, step)
     if not periods or _DAY <= step <= 8 * _DAY:
         return 1
-    return min(_per_day(series), round(_DAY / step)) if step < _DAY else periods[0]
+    return _per_day(series, step) if step < _DAY else periods[0]
 
 
 def fingerprint(series: list[Series]) -> str:
