@@ -243,18 +243,20 @@ def real_price_accuracy(warmup: int, with_river: bool) -> dict[str, float]:
         by_name = {s.name: [np.array(f.point) for f in fc.update(e)] for s, e in zip(series, events, strict=True)}
         out[f"worker-{family}"] = score(lambda s, by_name=by_name: by_name[s.name])
 
-    if not with_river:
-        return out
+    if with_river:
+        out["river"] = score(lambda s: river_points(s.values))
+    return out
+
+
+def river_points(values: np.ndarray) -> list[np.ndarray]:
+    """River's SNARIMAX (bench/relay.py) fed one value at a time: after each, its point forecast
+    of the next ``HORIZON`` values."""
     from relay import snarimax
 
-    def river(s: Any) -> list[np.ndarray]:
-        m, out = snarimax(), []
-        for v in s.values.tolist():
-            m.learn_one(v)
-            out.append(np.array(m.forecast(horizon=HORIZON)))
-        return out
-
-    out["river"] = score(river)
+    m, out = snarimax(), []
+    for v in values.tolist():
+        m.learn_one(v)
+        out.append(np.array(m.forecast(horizon=HORIZON)))
     return out
 
 

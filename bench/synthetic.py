@@ -18,9 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from e2e import HORIZON, relative_mae
+from e2e import HORIZON, relative_mae, river_points
 from harness import FORECASTER, machine
-from relay import snarimax
 
 import forecaster
 from workers.publisher import synthetic
@@ -36,16 +35,6 @@ def scores(model: str, events: list[tuple[str, float, float]]) -> dict[str, dict
         batch = [{"stream": n, "ts": t, "value": v} for n, t, v in events[i : i + STREAMS]]
         for e, f in zip(batch, fc.update(batch), strict=True):
             out[e["stream"]][len(out[e["stream"]])] = np.array(f.point)
-    return out
-
-
-def river(values: dict[str, np.ndarray]) -> dict[str, dict[int, np.ndarray]]:
-    out: dict[str, dict[int, np.ndarray]] = {}
-    for name, xs in values.items():
-        m, out[name] = snarimax(), {}
-        for k, v in enumerate(xs.tolist()):
-            m.learn_one(v)
-            out[name][k] = np.array(m.forecast(horizon=HORIZON))
     return out
 
 
@@ -71,7 +60,7 @@ def main() -> None:
     forecasts = {
         "lstm trained on synthetic streams (seed 2)": scores(str(work / "lstm"), events),
         "bundled lstm (daily stock prices)": scores("lstm", events),
-        "river SNARIMAX(1,1,0)": river(arrays),
+        "river SNARIMAX(1,1,0)": {name: dict(enumerate(river_points(xs))) for name, xs in arrays.items()},
     }
     result = {
         "machine": machine(),

@@ -242,10 +242,15 @@ def _per_day(series: list[Series], step: float) -> int:
     return min(int(np.median(counts)), round(_DAY / step))
 
 
+def _table(step: float) -> tuple[int, ...]:
+    """The periods ``_SPACING_SEASONS`` gives timestamps ``step`` seconds apart (within 10%)."""
+    return next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
+
+
 def _periods(series: list[Series], step: float) -> tuple[int, ...]:
     """The candidate periods for timestamps ``step`` seconds apart: the table's, with the day and
     the week counted in the observations the data really has per day and per week."""
-    found = next((p for spacing, p in _SPACING_SEASONS if abs(step - spacing) <= 0.1 * spacing), ())
+    found = _table(step)
     week_days = 5 if found and step <= 1.1 * _DAY and _weekdays_only(series) else 7
     if found == (7,):
         return (week_days,)
@@ -279,7 +284,7 @@ def season_of(series: list[Series]) -> int:
     if letter is not None:
         return M4_SEASON[letter]
     step = _median_spacing(series)
-    periods = _periods(series, step)
+    periods = _table(step)
     if not periods or _DAY <= step <= 8 * _DAY:
         return 1
     return _per_day(series, step) if step < _DAY else periods[0]
