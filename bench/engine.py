@@ -208,6 +208,11 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
     "plain": {},
     "additive 24+168": {"scaler": ScalerConfig(seasons=(24, 168))},
     "multiplicative 24+168": {"scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative")},
+    "plain, each stream's band": {"band_rate": 0.02},  # what forecaster train now gives every model
+    "multiplicative 24+168, each stream's band": {
+        "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
+        "band_rate": 0.02,
+    },
     **{  # each stream's own level weight, among what M4 Hourly's training data offers and among all
         f"multiplicative, {1 + len(choices)} level weights": {
             "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative", level_choices=choices),

@@ -21,6 +21,7 @@ import forecaster
 from forecaster.data import Columns, load_series
 from forecaster.errors import ForecasterError
 from forecaster.models import FAMILIES, ModelConfig, ScalerConfig
+from forecaster.recipes import BAND_RATE
 from forecaster.training import TrainConfig
 
 # Fields of the configs that get a flag of their own (--d-model, --epochs, …).
@@ -101,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         quantiles=args.quantiles,
         lags=args.lags,
         calibrate=not args.no_calibrate,
+        band_rate=args.band_rate,
         layout=args.layout,
         columns=columns,
         device="cpu",
@@ -344,6 +346,13 @@ def parser() -> argparse.ArgumentParser:
     _add_fields(t, ScalerConfig, _SCALER_FLAGS)
     _add_fields(t, ModelConfig, _MODEL_FLAGS)
     _add_fields(t, TrainConfig, _TRAIN_FLAGS)
+    t.add_argument(
+        "--band-rate",
+        type=float,
+        default=BAND_RATE,
+        help="how fast each stream's band widens or narrows towards its nominal coverage as the stream is served "
+        f"(default {BAND_RATE}; 0: the band calibrated on validation, for every stream)",
+    )
     t.add_argument("--no-calibrate", action="store_true", help="keep the quantile band as trained")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(run=cmd_train)

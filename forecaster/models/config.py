@@ -82,6 +82,13 @@ class ModelConfig(BaseModel):
     interval_scale: float = Field(
         1.0, gt=0, description="quantile offsets from the point forecast × this; calibrated after training"
     )
+    band_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="0: every stream's band is the calibrated one; r > 0: each stream widens or narrows its own, "
+        "by r at each step, towards the nominal share of its recent values inside it",
+    )
 
     @field_validator("quantiles")
     @classmethod

@@ -17,12 +17,27 @@ forecast it lately (errors tracked as the scaler tracks its candidates', ``Scale
 
 so a stream whose own forecast does well leans on it and one that it fails leans on the network.
 
+With ``band_rate`` r > 0 each stream also widens or narrows its own band, online, as adaptive
+conformal inference does (Gibbs and Candès, 2021), so that it covers its nominal share c (0.8
+for 0.1–0.9) of the stream's values, however far that stream is from the data the band was
+calibrated on:
+
+    u_t  = u_{t-1} + r (miss_t - (1 - c))      u = 0 at the start; bounded to ±log 10
+    band = mid + e^{u_t} (q - mid)             mid: the middle of the outer band
+
+where miss_t is the share of the bands made k steps ago (k: the tracked steps) that x_t fell
+outside, counted once their origin is past the first longest cycle. A band that misses more than
+1 - c of the time widens, one that misses less narrows; a miss is the same at any scale, so the
+forecasts stay scale-equivariant.
+
 ``step`` and ``forward`` are the streaming and the sequence forms of the same function. With
 ``members`` K > 1 the core and the head are K networks side by side (``ensemble``) and y is the
 mean of their forecasts.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -39,9 +54,13 @@ from forecaster.models.transformer import Transformer
 CORES: dict[Family, type[StreamingCore]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "transformer": Transformer}
 
 
-def widen(quantiles: Tensor, factor: float) -> Tensor:
-    """Quantiles (…, Q, H) spread by ``factor`` about the midpoint of the outermost two."""
-    if factor == 1.0:
+BAND_LIMIT = math.log(10.0)  # a stream's band stays within 1/10 and 10 times the calibrated one
+
+
+def widen(quantiles: Tensor, factor: Tensor | float) -> Tensor:
+    """Quantiles (…, Q, H) spread by ``factor`` (a number, or one per row (…, 1, 1)) about the
+    midpoint of the outermost two."""
+    if isinstance(factor, float) and factor == 1.0:
         return quantiles
     mid = (quantiles[..., :1, :] + quantiles[..., -1:, :]) / 2
     return mid + factor * (quantiles - mid)
@@ -64,55 +83,90 @@ class ForecastModel(nn.Module):
         if config.blend_power and not self.scaler.gives_own_forecast:
             raise ValueError("blend_power needs each stream's own forecast: seasons, and level_choices or drift")
         # The positions of the tracked steps in a forecast (a buffer: it moves to the model's device once).
-        tracked = torch.tensor([k - 1 for k in self.scaler.tracked_steps]) if config.blend_power else torch.zeros(0)
-        self.register_buffer("tracked", tracked.long(), persistent=False)
+        steps = self.scaler.tracked_steps if config.blend_power or config.band_rate else ()
+        self.register_buffer("tracked", torch.tensor([k - 1 for k in steps], dtype=torch.long), persistent=False)
 
     def state_spec(self) -> dict[str, StateEntry]:
-        """Per-stream state: the scaler's statistics, the core's recurrent state or cache and,
-        with ``blend_power``, the network's and the own forecast's tracked errors."""
-        spec = {**self.scaler.state_spec(), **self.core.state_spec()}
-        if self.config.blend_power:
-            spec |= self.scaler.tracking_spec("blend", 2)
+        """Per-stream state: the scaler's statistics, the core's recurrent state or cache, and
+        what the outputs track (``output_spec``)."""
+        return {**self.scaler.state_spec(), **self.core.state_spec(), **self.output_spec()}
+
+    def output_spec(self) -> dict[str, StateEntry]:
+        """The state of the outputs' own recursions: with ``blend_power`` the network's and the
+        own forecast's tracked errors; with ``band_rate`` the log width u and, per tracked step
+        k, the band's outer quantiles made k steps ago (a delay line of k)."""
+        spec = self.scaler.tracking_spec("blend", 2) if self.config.blend_power else {}
+        if self.config.band_rate:
+            f64 = torch.float64
+            spec["band_width"] = StateEntry((), f64)
+            for k in self.scaler.tracked_steps:
+                spec[f"band_ahead_{k}"] = StateEntry((2, k), f64, ring_axis=1, delay=True)
         return spec
 
-    def read_out(self, h: Tensor) -> Tensor:
+    def read_out(self, h: Tensor, width: Tensor | None = None) -> Tensor:
         """h (…, D), or (…, K, D) for K members -> normalised forecasts (…, 1 + Q, H); quantiles
         sorted so they never cross, and spread about the middle of the outer band by the
-        calibrated ``interval_scale``."""
+        calibrated ``interval_scale`` (times each stream's own ``width`` (…), if given)."""
         c = self.config
         y = self.head(h).unflatten(-1, (1 + len(c.quantiles), c.horizon))  # (…, [K,] 1 + Q, H)
         point, quantiles = y[..., :1, :], y[..., 1:, :].sort(dim=-2).values
         if c.members > 1:  # the members' mean, of the points and of each quantile level
             point, quantiles = point.mean(dim=-3), quantiles.mean(dim=-3)
-        return torch.cat([point, widen(quantiles, c.interval_scale)], dim=-2)
+        spread = c.interval_scale if width is None else c.interval_scale * width[..., None, None].float()
+        return torch.cat([point, widen(quantiles, spread)], dim=-2)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """One observation per stream: x (B,) float64 -> forecasts (B, 1 + Q, H) float64, state update."""
         t = state[COUNTER]
         features, anchor, own, s, update = self.scaler.step(x, t, state)
         h, core_state = self.core.step(features, state)
-        y = self.read_out(h)
-        update |= core_state
-        share: Tensor | float = self.config.blend
-        if self.config.blend_power:
-            share, tracked = self._share(x, t, state, anchor, own, s, y[:, 0])
-            update |= tracked
-        return self._forecast(y, anchor, own, s, share), update
+        forecast, outputs = self._outputs(x, t, state, anchor, own, s, h)
+        return forecast, update | core_state | outputs
 
     def forward(self, x: Tensor) -> Tensor:
         """Whole series from their first observation: x (B, T) float64 -> forecasts (B, T, 1 + Q, H)."""
         features, anchor, own, s = self.scaler.sequence(x)
-        y = self.read_out(self.core(features))
-        share: Tensor | float = self.config.blend
-        if self.config.blend_power:  # the streaming recursion, step by step
-            spec = self.scaler.tracking_spec("blend", 2)
-            state, shares = init_state(spec, len(x), x.device), []
-            for i in range(x.shape[1]):
-                v, update = self._share(x[:, i], state[COUNTER], state, anchor[:, i], own[:, i], s[:, i], y[:, i, 0])
-                state = advance(spec, state, update)
-                shares.append(v)
-            share = torch.stack(shares, dim=1)
-        return self._forecast(y, anchor, own, s, share)
+        h = self.core(features)
+        spec = self.output_spec()
+        if not spec:
+            return self._forecast(self.read_out(h), anchor, own, s, self.config.blend)
+        state, forecasts = init_state(spec, len(x), x.device), []
+        for i in range(x.shape[1]):  # the outputs' recursions, step by step as they stream
+            f, update = self._outputs(x[:, i], state[COUNTER], state, anchor[:, i], own[:, i], s[:, i], h[:, i])
+            state = advance(spec, state, update)
+            forecasts.append(f)
+        return torch.stack(forecasts, dim=1)
+
+    def _outputs(
+        self, x: Tensor, t: Tensor, state: State, anchor: Tensor, own: Tensor, s: Tensor, h: Tensor
+    ) -> tuple[Tensor, State]:
+        """The core's output h after x_t -> forecasts (B, 1 + Q, H) in the stream's units, blended
+        and with each stream's band, and the update of ``output_spec``'s state."""
+        c, update = self.config, {}
+        width = None
+        if c.band_rate:
+            u = self._band_width(x, t, state)
+            width, update = u.exp(), {"band_width": u}
+        y = self.read_out(h, width)
+        share: Tensor | float = c.blend
+        if c.blend_power:
+            share, tracked = self._share(x, t, state, anchor, own, s, y[:, 0])
+            update |= tracked
+        forecast = self._forecast(y, anchor, own, s, share)
+        if c.band_rate:  # the outer band at the tracked steps joins the delay lines
+            ahead = forecast[:, [1, -1]].index_select(2, self.tracked)  # (B, 2, S)
+            update |= {f"band_ahead_{k}": ahead[..., i] for i, k in enumerate(self.scaler.tracked_steps)}
+        return forecast, update
+
+    def _band_width(self, x: Tensor, t: Tensor, state: State) -> Tensor:
+        """Each stream's log width u_t (B,) after x_t (see above), from the bands made k steps ago."""
+        c, steps = self.config, self.scaler.tracked_steps
+        made = torch.cat([state[f"band_ahead_{k}"][..., :1] for k in steps], dim=2)  # (B, 2, S): made k steps ago
+        known = t[:, None] - (self.tracked + 1) >= max(c.scaler.seasons, default=0)  # (B, S)
+        miss = ((x[:, None] < made[:, 0]) | (x[:, None] > made[:, 1])) & known
+        n = known.sum(dim=1)
+        off = miss.sum(dim=1) / n.clamp(min=1) - (1 - (c.quantiles[-1] - c.quantiles[0]))
+        return (state["band_width"] + c.band_rate * torch.where(n > 0, off, 0.0)).clamp(-BAND_LIMIT, BAND_LIMIT)
 
     def _share(
         self, x: Tensor, t: Tensor, state: State, anchor: Tensor, own: Tensor, s: Tensor, point: Tensor

@@ -68,6 +68,7 @@ def test_train_then_evaluate_writes_checkpoint_json_and_plot(hourly_csv: Path, t
     assert config["data"]["series"] == 4 and len(config["data"]["hash"]) == 16
     assert set(config["validation"]) >= {"loss", "coverage", "interval_scale"}
     assert config["training"]["seed"] == 1
+    assert config["model"]["band_rate"] == 0.02  # each stream's band adapts, by default
 
     out, png = tmp_path / "m.json", tmp_path / "m.png"
     r = forecaster("evaluate", "--model", str(ck), "--data", str(hourly_csv), "--json", str(out), "--plot", str(png))
@@ -93,6 +94,7 @@ def test_evaluate_baseline_has_null_coverage(hourly_csv: Path, tmp_path: Path) -
         (["evaluate", "--model", "nowhere/ck", "--data", "{csv}"], "no checkpoint at 'nowhere/ck'"),
         (["train", "--data", "{csv}", "--model", "lstm", "--out", "{tmp}/x", "--horizon", "0"], "horizon"),
         (["train", "--data", "{csv}", "--model", "lstm", "--out", "{tmp}/x", "--validation", "395"], "too short"),
+        (["train", "--data", "{csv}", "--model", "lstm", "--out", "{tmp}/x", "--band-rate", "2"], "band_rate"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(hourly_csv: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -108,12 +110,13 @@ def test_train_an_ensemble_with_a_chosen_seasonal_form(hourly_csv: Path, tmp_pat
     small = ["--d-model", "8", "--n-layer", "1", "--epochs", "2", "--windows-per-epoch", "32", "--span", "64"]
     r = forecaster(
         "train", "--data", str(hourly_csv), "--model", "rnn", "--out", str(ck), "--horizon", "6", *small,
-        "--members", "2", "--seasonal-form", "multiplicative", "--quiet",
+        "--members", "2", "--seasonal-form", "multiplicative", "--band-rate", "0", "--quiet",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "multiplicative" in r.stdout and "best epochs" in r.stdout
     config = json.loads((ck / "config.json").read_text())
     assert config["model"]["members"] == 2 and config["model"]["scaler"]["seasonal_form"] == "multiplicative"
+    assert config["model"]["band_rate"] == 0.0  # --band-rate 0: the calibrated band for every stream
     assert [m["seed"] for m in config["training"]["members"]] == [0, 1]
     bad = forecaster("train", "--data", str(hourly_csv), "--model", "rnn", "--out", str(ck), "--seasonal-form", "log")
     assert bad.returncode == 2 and "invalid choice: 'log'" in bad.stderr and "Traceback" not in bad.stderr

@@ -13,7 +13,8 @@ from tests.conftest import events, random_walks
 
 SMALL = {"d_model": 16, "n_layer": 2, "d_ff": 32, "window": 8, "horizon": 4}
 # The streaming contracts hold with every kind of per-stream state: none, additive or multiplicative
-# seasons, and a level weight, with or without a drift, each stream chooses for itself.
+# seasons, and a level weight, with or without a drift, each stream chooses for itself (then with
+# the most state: MOST).
 SCALERS = {
     "plain": ScalerConfig(),
     "additive": ScalerConfig(seasons=(3, 7), lags=2),
@@ -29,10 +30,13 @@ def scaler(request: pytest.FixtureRequest) -> ScalerConfig:
     return SCALERS[request.param]
 
 
+MOST = {"blend": 0.3, "blend_power": 2.0, "band_rate": 0.1}
+
+
 def build(family: str, **options) -> forecaster.Forecaster:
     scaler = options.get("scaler")
     if scaler is not None and scaler.level_choices and "blend" not in options:
-        options |= {"blend": 0.3, "blend_power": 2.0}  # the most state: own forecasts, blended per stream
+        options |= MOST  # the most state: own forecasts, blended per stream, and each stream's band
     return forecaster.build(family, seed=0, device="cpu", **{**SMALL, **options})
 
 
@@ -262,7 +266,7 @@ def test_unknown_device_is_a_clear_error() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(family: str, scaler: ScalerConfig) -> None:
     batches = events(random_walks(50, 10, seed=11))
-    blend = {"blend": 0.3, "blend_power": 2.0} if scaler.level_choices else {}
+    blend = MOST if scaler.level_choices else {}
     gpu = forecaster.build(family, seed=0, device="cuda", scaler=scaler, **blend, **SMALL)
     assert all(t.device.type == "cuda" for t in gpu._engine.pool.tensors.values())
     cpu = build(family, scaler=scaler, **blend)

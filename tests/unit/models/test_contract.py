@@ -97,6 +97,41 @@ def test_each_stream_leans_on_the_forecast_that_has_served_it_better(family: str
     assert torch.allclose(huge, torch.tensor([16 / 17, 0.0, 1.0], dtype=torch.float64))  # no overflow, either alone
 
 
+@pytest.mark.parametrize("own", [{}, {"seasons": (3, 7), "level_choices": (0.05, 0.8), "drift": True}])
+def test_each_streams_band_keeps_step_equal_to_sequence(family: str, own: dict) -> None:
+    from forecaster.models import ScalerConfig
+
+    blend = {"blend": 0.3, "blend_power": 2.0} if own else {}
+    model = make(family, scaler=ScalerConfig(**own), band_rate=0.1, **blend)
+    x = torch.from_numpy(random_walks(3, 40, seed=6))  # every delay line wraps several times
+    with torch.no_grad():
+        adapted, fixed = model(x), make(family, scaler=ScalerConfig(**own), **blend)(x)
+        assert (adapted - stepwise(model, x)).abs().max().item() <= 1e-5
+    # The points are the network's alone (to float32 rounding: the head reads one step at a time).
+    assert torch.allclose(adapted[..., 0, :], fixed[..., 0, :], rtol=1e-6, atol=0)
+    assert not torch.allclose(adapted, fixed)
+
+
+def band_coverage(out: torch.Tensor, x: torch.Tensor, steps: tuple[int, ...], last: int) -> float:
+    """The share of the last ``last`` values inside the 0.1-0.9 band made k steps before, over ``steps``."""
+    T, inside = x.shape[1], []
+    for k in steps:
+        lo, hi = out[:, T - last - k : T - k, 1, k - 1], out[:, T - last - k : T - k, -1, k - 1]
+        inside.append(((x[:, T - last :] >= lo) & (x[:, T - last :] <= hi)).double().mean())
+    return float(torch.stack(inside).mean())
+
+
+@pytest.mark.parametrize("scale", [3.0, 30.0])  # bands far too narrow, then far too wide
+def test_each_stream_moves_its_band_towards_the_nominal_coverage(family: str, scale: float) -> None:
+    x = torch.from_numpy(random_walks(8, 800, seed=9))
+    fixed, adapted = make(family, interval_scale=scale), make(family, interval_scale=scale, band_rate=0.05)
+    steps = adapted.scaler.tracked_steps
+    with torch.no_grad():
+        before, after = band_coverage(fixed(x), x, steps, 300), band_coverage(adapted(x), x, steps, 300)
+    assert abs(before - 0.8) > 0.09  # what the untrained band covers, unadapted
+    assert abs(after - 0.8) < 0.03
+
+
 def test_a_share_per_stream_needs_own_forecasts() -> None:
     with pytest.raises(ValueError, match="own forecast"):
         make("lstm", blend_power=2.0)
