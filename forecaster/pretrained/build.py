@@ -13,6 +13,7 @@ from forecaster.checkpoint import save_checkpoint
 from forecaster.data import PRICE_COLUMNS, PRICES, Series, fingerprint, load_series
 from forecaster.evaluation.evaluate import evaluate
 from forecaster.models import FAMILIES, ModelConfig
+from forecaster.recipes import BAND_RATE
 from forecaster.training import TrainConfig, train
 
 HERE = Path(__file__).parent
@@ -42,7 +43,7 @@ def main() -> None:
     report_path = a.out / "REPORT.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     for family in a.families:
-        model, fit = train(history, ModelConfig(family=family, horizon=8), cfg)
+        model, fit = train(history, ModelConfig(family=family, horizon=8, band_rate=BAND_RATE), cfg)
         meta = {
             "data": {
                 "path": PRICES.name,
