@@ -154,7 +154,7 @@ class ForecastModel(nn.Module):
             update |= tracked
         forecast = self._forecast(y, anchor, own, s, share)
         if c.band_rate:  # the outer band at the tracked steps joins the delay lines
-            ahead = forecast[:, [1, -1]].index_select(2, self.tracked)  # (B, 2, S)
+            ahead = forecast.index_select(2, self.tracked)[:, [1, -1]]  # (B, 2, S)
             update |= {f"band_ahead_{k}": ahead[..., i] for i, k in enumerate(self.scaler.tracked_steps)}
         return forecast, update
 
@@ -162,7 +162,7 @@ class ForecastModel(nn.Module):
         """Each stream's log width u_t (B,) after x_t (see above), from the bands made k steps ago."""
         c, steps = self.config, self.scaler.tracked_steps
         made = torch.cat([state[f"band_ahead_{k}"][..., :1] for k in steps], dim=2)  # (B, 2, S): made k steps ago
-        known = t[:, None] - (self.tracked + 1) >= max(c.scaler.seasons, default=0)  # (B, S)
+        known = t[:, None] - (self.tracked + 1) >= self.scaler.warm  # (B, S)
         miss = ((x[:, None] < made[:, 0]) | (x[:, None] > made[:, 1])) & known
         n = known.sum(dim=1)
         off = miss.sum(dim=1) / n.clamp(min=1) - (1 - (c.quantiles[-1] - c.quantiles[0]))

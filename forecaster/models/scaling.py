@@ -170,6 +170,11 @@ class Scaler:
         return self._constants[key]
 
     @property
+    def warm(self) -> int:
+        """Observations before a tracked forecast's errors count: the first longest cycle (0 without seasons)."""
+        return max(self.config.seasons, default=0)
+
+    @property
     def memory(self) -> int:
         """Steps a stream's tracked errors and drift remember: ``ERROR_MEMORY`` horizons or longest cycles."""
         return ERROR_MEMORY * max(self.horizon, *self.config.seasons)
@@ -299,7 +304,7 @@ class Scaler:
         """E (B, C) after x_t, from the misses |x_t - f_{t-k,k}| (B, C, S) of the forecasts made
         each tracked step k ago: their mean over the steps whose origin is past the first longest
         cycle, averaged in since then (1 / n), then over ``memory`` steps."""
-        warm = max(self.config.seasons)
+        warm = self.warm
         total, counted = torch.zeros_like(errors), torch.zeros_like(t, dtype=errors.dtype)
         for i, k in enumerate(self.tracked_steps):
             known = (t - k >= warm).to(errors.dtype)  # its origin past the first longest cycle
