@@ -13,6 +13,9 @@ Every way in, each against the baseline a user starts from (one ``update`` call 
   per-event loop at that level (a Python object per stream, one model call per event).
 Also: state bytes per stream, and the Transformer's per-event cost at windows 32, 128 and 512
 (it should grow at most linearly with the window). Writes JSON; ratios are from the same run.
+
+``--state-only`` measures only what each kind of per-stream state costs (``STATES``), and with
+``--compile`` a few of them compiled too (``COMPILED``), all against the plain eager step.
 """
 
 from __future__ import annotations
@@ -243,33 +246,59 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
 }
 
 
-def bench_state(family: str, n_streams: int, device: str, seconds: float) -> dict:
+# The kinds also measured compiled (``--compile``): none, seasons, the default band, and the most own forecasting.
+COMPILED = (
+    "plain",
+    "multiplicative 24+168",
+    "multiplicative 24+168, each stream's band",
+    "multiplicative, 4 level weights + drift, a share per stream",
+)
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest difference between two batches' forecasts, relative to the largest forecast."""
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def bench_state(family: str, n_streams: int, device: str, seconds: float, compiled: bool = False) -> dict:
     """Engine cost per event (one event per stream per batch) with each kind of per-stream state,
     the kinds interleaved batch by batch so that a noisy machine hits them alike; each kind's
-    least disturbed batch (the fastest) counts, as ``timeit`` advises; ratios to plain. Up to 40
-    batches, or fewer once ``seconds`` per kind have passed."""
+    least disturbed batch (the fastest) counts, as ``timeit`` advises; ratios to plain (eager).
+    With ``compiled`` the ``COMPILED`` kinds run compiled too (``compile=True``, once it is ready).
+    Up to 40 batches, or fewer once ``seconds`` per kind have passed."""
     batches = as_arrays(make_batches(n_streams, n_batches=40, skewed=False))
+    kinds = {k: (o, False) for k, o in STATES.items()}
+    if compiled:
+        kinds |= {f"{k}, compiled": (STATES[k], True) for k in COMPILED}
     engines = {
-        k: forecaster.build(family, seed=0, device=device, horizon=48, capacity=n_streams, **o).engine
-        for k, o in STATES.items()
+        k: forecaster.build(family, seed=0, device=device, horizon=48, capacity=n_streams, compile=c, **o).engine
+        for k, (o, c) in kinds.items()
     }
-    best, start = dict.fromkeys(STATES, 0.0), time.perf_counter()
+    for e in engines.values():
+        if e.compiled:
+            e.compiled.wait()
+    best, last, start = dict.fromkeys(kinds, 0.0), {}, time.perf_counter()
     for i, b in enumerate(batches):  # each engine sees the same batches, in time order
         for k, e in engines.items():
             began = time.perf_counter()
-            e.advance(*b)  # returns forecasts on the host: the device is done
+            last[k] = e.advance(*b)  # returns forecasts on the host: the device is done
             if i >= 2:  # the first two warm up
                 best[k] = max(best[k], n_streams / (time.perf_counter() - began))
-        if time.perf_counter() - start > seconds * len(STATES):
+        if time.perf_counter() - start > seconds * len(kinds):
             break
     res = {
         k: {
             "engine_us_per_event": round(1e6 / best[k], 2),
             "over_plain": round(best["plain"] / best[k], 2),
-            "bytes_per_stream": forecaster.build(family, seed=0, horizon=48, **STATES[k]).bytes_per_stream,
+            "bytes_per_stream": forecaster.build(family, seed=0, horizon=48, **o).bytes_per_stream,
         }
-        for k in STATES
+        for k, (o, _) in kinds.items()
     }
+    for k in COMPILED if compiled else ():  # against the compiled plain step, and the same kind eager
+        res[f"{k}, compiled"] |= {
+            "over_compiled_plain": round(best["plain, compiled"] / best[f"{k}, compiled"], 2),
+            "relative_difference_to_eager": relative_difference(last[f"{k}, compiled"], last[k]),
+        }
     for k, r in res.items():
         print(f"{family} {n_streams} streams, {k:26s} {r}", file=sys.stderr)
     return res
@@ -286,6 +315,7 @@ def main() -> None:
     p.add_argument("--naive-events", type=int, default=1000)
     p.add_argument("--out", default="bench/results/engine.json")
     p.add_argument("--state-only", action="store_true", help="only the cost of the per-stream state kinds")
+    p.add_argument("--compile", action="store_true", help="the state kinds also compiled (torch.compile)")
     a = p.parse_args()
 
     torch.manual_seed(0)
@@ -299,7 +329,7 @@ def main() -> None:
             "device": a.device,
             "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") else None,
         },
-        "state_kinds_lstm_10k": bench_state("lstm", 10_000, a.device, 3 * a.seconds),
+        "state_kinds_lstm_10k": bench_state("lstm", 10_000, a.device, 3 * a.seconds, a.compile),
     }
     if a.state_only:
         Path(a.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -8,7 +8,8 @@
 #                            2. the engine at 100k and 1M resident streams, every family
 #                               (events/s, step p50/p99, device step, memory per stream, copies),
 #                            3. the cost of each kind of per-stream state (seasons, level weights,
-#                               members) over none, LSTM, 10k streams (bench/engine.py --state-only),
+#                               members) over none, LSTM, 10k streams, and of four of them compiled
+#                               (bench/engine.py --state-only --compile),
 #                            4. the worker with --device cuda on the embedded broker beside the bare
 #                               client (passthrough): maximum rates, then 20 s at half (e2e p50/p99),
 #                            writing JSON and logs into OUT.
@@ -53,9 +54,9 @@ run() {
   echo "== 2. engine at ${STREAMS:-100000 1000000} streams"
   # shellcheck disable=SC2086
   timeout 230 $py bench/gpu_engine.py --device "$device" --streams ${STREAMS:-100000 1000000} --steps 8 --out "$out/gpu-engine.json" 2>&1 | tee "$out/gpu-engine.log" | tail -12 || status=1
-  echo "== 3. per-stream state kinds, LSTM, 10k streams"
-  timeout 90 $py bench/engine.py --state-only --device "$device" --seconds 2 --out "$out/gpu-engine-state.json" 2>&1 |
-    tail -8 || status=1
+  echo "== 3. per-stream state kinds, LSTM, 10k streams, eager and compiled"
+  timeout 240 $py bench/engine.py --state-only --compile --device "$device" --seconds 2 \
+    --out "$out/gpu-engine-state.json" 2>&1 | tail -12 || status=1
   echo "== 4. worker on the embedded broker"
   local streams=${E2E_STREAMS:-100000}
   timeout 300 $py bench/e2e.py --streams "$streams" --records $((streams * 5)) --systems passthrough worker-lstm \

@@ -30,7 +30,9 @@ class Forecaster:
 
     Engine options: ``capacity`` (initial slots; grows by doubling), ``max_streams`` (cap, least
     recently used evicted first), ``idle_timeout`` (seconds of ``clock`` time after which an
-    unseen stream is evicted). An evicted stream that returns starts from fresh state.
+    unseen stream is evicted), ``compile`` (compile the model step into fused kernels, in the
+    background: the first minute or so is stepped eagerly; ``engine.compiled.wait()`` blocks
+    until it is done). An evicted stream that returns starts from fresh state.
     """
 
     def __init__(
@@ -42,9 +44,10 @@ class Forecaster:
         max_streams: int | None = None,
         idle_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        compile: bool = False,
     ) -> None:
         self.version = model_version(model)
-        self._engine = Engine(model, resolve_device(device), capacity, max_streams, idle_timeout, clock)
+        self._engine = Engine(model, resolve_device(device), capacity, max_streams, idle_timeout, clock, compile)
 
     @property
     def config(self) -> ModelConfig:

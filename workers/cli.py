@@ -362,14 +362,14 @@ def parser() -> argparse.ArgumentParser:
     from workers.settings import WorkerSettings
 
     for name, info in WorkerSettings.model_fields.items():
-        if name != "kafka":
+        if name == "kafka":
+            continue
+        flag, text = f"--{name.replace('_', '-')}", f"{info.description} (default {info.default})"
+        if info.annotation is bool:  # a switch: given or not (None leaves the setting as configured)
+            s.add_argument(flag, action="store_true", default=None, help=text)
+        else:
             kind = {int: int, float: float}.get(info.annotation, str)
-            s.add_argument(
-                f"--{name.replace('_', '-')}",
-                type=kind if kind is not str else None,
-                default=None,
-                help=f"{info.description} (default {info.default})",
-            )
+            s.add_argument(flag, type=kind if kind is not str else None, default=None, help=text)
     _add_kafka(s)
     s.add_argument("--partitions", type=int, default=4, help="partitions of the input topic if it must be created")
     s.set_defaults(run=cmd_serve)

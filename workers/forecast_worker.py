@@ -103,7 +103,11 @@ class ForecastWorker:
     ) -> None:
         self.settings = settings
         self.fc = model or forecaster.load(
-            settings.model, settings.device, max_streams=settings.max_streams, idle_timeout=settings.idle_timeout_s
+            settings.model,
+            settings.device,
+            max_streams=settings.max_streams,
+            idle_timeout=settings.idle_timeout_s,
+            compile=settings.compile,
         )
         self.metrics = Metrics.create(registry or CollectorRegistry())
         self.metrics.model_info.labels(self.fc.name, self.fc.version, "serving").set(1)
@@ -574,7 +578,9 @@ class ForecastWorker:
 
     def _forecaster(self, model: ForecastModel) -> forecaster.Forecaster:
         s = self.settings
-        return forecaster.Forecaster(model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s)
+        return forecaster.Forecaster(
+            model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s, compile=s.compile
+        )
 
     def _switch(self, fc: forecaster.Forecaster, partition_of: dict[str, int], swap: str, how: str) -> None:
         was, start = f"{self.fc.name} {self.fc.version}", time.perf_counter()

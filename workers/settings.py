@@ -81,6 +81,11 @@ class WorkerSettings(KafkaSettings):
     group: str = Field("forecaster", description="consumer group: workers of one group share the partitions")
     model: str = Field("lstm", description="bundled family name or checkpoint directory")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    compile: bool = Field(
+        False,
+        description="compile the model step into fused kernels (torch.compile), in the background: faster once "
+        "ready (about a minute on a small CPU), eager until then",
+    )
     metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds to")
     metrics_port: int = Field(9100, ge=0, le=65535, description="0: no metrics endpoint")
     threads: int = Field(

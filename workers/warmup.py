@@ -47,7 +47,9 @@ class Warmup:
     def restart(self, partitions: set[TopicPartition]) -> None:
         """From scratch over these partitions (the worker's assignment changed)."""
         s = self.settings
-        self.fc = forecaster.Forecaster(self.model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s)
+        self.fc = forecaster.Forecaster(
+            self.model, s.device, max_streams=s.max_streams, idle_timeout=s.idle_timeout_s, compile=s.compile
+        )
         self.partition_of: dict[str, int] = {}
         self.consumer.assign(sorted(partitions, key=lambda tp: tp.partition))
         self.position = self.consumer.beginning_offsets(list(partitions)) if partitions else {}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from forecaster.engine.compiled import CompiledStep
 from forecaster.engine.pool import StatePool
 from forecaster.engine.slots import SlotTable
 from forecaster.models import ForecastModel
@@ -66,7 +67,8 @@ class Engine:
 
     ``max_streams`` caps resident streams (least recently used evicted first); streams unseen
     for ``idle_timeout`` seconds of ``clock`` time are evicted too. An evicted stream that comes
-    back starts from fresh state.
+    back starts from fresh state. With ``compile`` the model step is compiled into fused kernels
+    in the background (``compiled``), and used once it is ready.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Engine:
         max_streams: int | None = None,
         idle_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        compile: bool = False,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -91,6 +94,7 @@ class Engine:
         self.table = SlotTable()
         self.staging = Staging(device)
         self.evictions = 0
+        self.compiled = CompiledStep(self.model, device) if compile else None
 
     @torch.inference_mode()
     def advance(self, streams: Sequence[str], ts: Sequence[float], values: Sequence[float]) -> Tensor:
@@ -127,7 +131,8 @@ class Engine:
 
     def _step(self, slots: Tensor, x: Tensor) -> Tensor:
         state = self.pool.gather(slots)
-        forecasts, update = self.model.step(x, state)
+        step = self.compiled.step if self.compiled else self.model.step
+        forecasts, update = step(x, state)
         self.pool.scatter(slots, state[COUNTER], update)
         return forecasts
 

@@ -73,8 +73,8 @@ same tracking (``track``) weighs the network's forecast against the stream's own
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
-from functools import cache, cached_property
+from collections.abc import Callable, Hashable, Iterable
+from functools import cached_property, partial
 
 import torch
 from torch import Tensor
@@ -102,7 +102,6 @@ def _product(parts: Iterable[Tensor]) -> Tensor | float:
     return total - 1
 
 
-@cache
 def _phases_ahead(m: int, steps: tuple[int, ...], weights: int) -> tuple[tuple[int, ...], ...]:
     """Where in a stream's K rings of m, flattened (K * m), weight j at phase p now finds each step
     k ahead: j * m + (p + k) mod m, row j * m + p of a table made once, not per step."""
@@ -162,11 +161,13 @@ class Scaler:
         c = self.config
         return (c.smooth_level, *(a for a in dict.fromkeys(c.level_choices) if a != c.smooth_level))
 
-    def _constant(self, name: Hashable, values: tuple, like: Tensor) -> Tensor:
-        """``values`` as a tensor of ``like``'s device and dtype, made once per ``name``."""
+    def _constant(self, name: Hashable, values: tuple | Callable[[], tuple], like: Tensor) -> Tensor:
+        """``values`` (or what the function ``values`` makes, called once) as a tensor of
+        ``like``'s device and dtype, made once per ``name``."""
         key = (name, like.device, like.dtype)
         if key not in self._constants:
-            self._constants[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+            made = values() if callable(values) else values
+            self._constants[key] = torch.tensor(made, dtype=like.dtype, device=like.device)
         return self._constants[key]
 
     @property
@@ -332,7 +333,7 @@ class Scaler:
         profiles = []
         for m, ring in rings.items():
             # Phases ahead from the phase now, and which steps land on it again (those read the new entry).
-            at = self._constant(("phases ahead", m, steps, K), _phases_ahead(m, steps, K), t)  # (K * m, S)
+            at = self._constant(("phases ahead", m, steps, K), partial(_phases_ahead, m, steps, K), t)  # (K * m, S)
             flat = at.index_select(0, (weights * m + (t % m)[:, None]).reshape(-1))  # (B * J, S) into (B, K * m)
             profile = ring.reshape(B, K * m).gather(1, flat.reshape(B, J * S)).reshape(B, J, S)
             wraps = [i for i, k in enumerate(steps) if k % m == 0]

@@ -120,3 +120,12 @@ def test_train_an_ensemble_with_a_chosen_seasonal_form(hourly_csv: Path, tmp_pat
     assert [m["seed"] for m in config["training"]["members"]] == [0, 1]
     bad = forecaster("train", "--data", str(hourly_csv), "--model", "rnn", "--out", str(ck), "--seasonal-form", "log")
     assert bad.returncode == 2 and "invalid choice: 'log'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_serve_compile_is_a_switch_that_defaults_off() -> None:
+    from workers.cli import _settings, parser
+    from workers.settings import WorkerSettings
+
+    on = _settings(WorkerSettings, parser().parse_args(["serve", "--compile", "--device", "cpu"]))
+    off = _settings(WorkerSettings, parser().parse_args(["serve", "--device", "cpu"]))
+    assert on.compile is True and off.compile is False and on.device == off.device == "cpu"
