@@ -3,6 +3,8 @@ rounding, for one stream, many, and several events of a stream in one batch; a f
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,7 @@ def steps(walks: np.ndarray, start: int, stop: int, streams: int | None = None) 
     ]
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="inductor compiles the fused kernels with g++")
 def test_compiled_step_gives_the_eager_forecasts() -> None:
     walks = random_walks(5, 40, seed=21)
     parts = [
