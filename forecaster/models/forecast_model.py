@@ -97,10 +97,7 @@ class ForecastModel(nn.Module):
         k, the band's outer quantiles made k steps ago (a delay line of k)."""
         spec = self.scaler.tracking_spec("blend", 2) if self.config.blend_power else {}
         if self.config.band_rate:
-            f64 = torch.float64
-            spec["band_width"] = StateEntry((), f64)
-            for k in self.scaler.tracked_steps:
-                spec[f"band_ahead_{k}"] = StateEntry((2, k), f64, ring_axis=1, delay=True)
+            spec |= {"band_width": StateEntry((), torch.float64), **self.scaler.delay_spec("band", 2)}
         return spec
 
     def read_out(self, h: Tensor, width: Tensor | None = None) -> Tensor:
@@ -154,14 +151,13 @@ class ForecastModel(nn.Module):
             update |= tracked
         forecast = self._forecast(y, anchor, own, s, share)
         if c.band_rate:  # the outer band at the tracked steps joins the delay lines
-            ahead = forecast.index_select(2, self.tracked)[:, [1, -1]]  # (B, 2, S)
-            update |= {f"band_ahead_{k}": ahead[..., i] for i, k in enumerate(self.scaler.tracked_steps)}
+            update |= self.scaler.made_now("band", forecast.index_select(2, self.tracked)[:, [1, -1]])
         return forecast, update
 
     def _band_width(self, x: Tensor, t: Tensor, state: State) -> Tensor:
         """Each stream's log width u_t (B,) after x_t (see above), from the bands made k steps ago."""
-        c, steps = self.config, self.scaler.tracked_steps
-        made = torch.cat([state[f"band_ahead_{k}"][..., :1] for k in steps], dim=2)  # (B, 2, S): made k steps ago
+        c = self.config
+        made = self.scaler.made_ago("band", state)  # (B, 2, S): the outer band made k steps ago
         known = t[:, None] - (self.tracked + 1) >= self.scaler.warm  # (B, S)
         miss = ((x[:, None] < made[:, 0]) | (x[:, None] > made[:, 1])) & known
         n = known.sum(dim=1)

@@ -148,12 +148,23 @@ class Scaler:
 
     def tracking_spec(self, prefix: str, candidates: int) -> dict[str, StateEntry]:
         """The state ``track`` keeps for C forecasts of a stream: their errors E_j (C,) and, per
-        tracked step k, the forecasts of each made k steps ago (a delay line of k)."""
-        f64 = torch.float64
-        spec = {f"{prefix}_error": StateEntry((candidates,), f64)}
-        for k in self.tracked_steps:
-            spec[f"{prefix}_ahead_{k}"] = StateEntry((candidates, k), f64, ring_axis=1, delay=True)  # f^j_{t-k,k}
-        return spec
+        tracked step k, the forecasts of each made k steps ago (``delay_spec``)."""
+        return {f"{prefix}_error": StateEntry((candidates,), torch.float64), **self.delay_spec(prefix, candidates)}
+
+    def delay_spec(self, prefix: str, rows: int) -> dict[str, StateEntry]:
+        """Per tracked step k, ``rows`` values of a stream's forecast made k steps ago: a delay line of k."""
+        return {
+            f"{prefix}_ahead_{k}": StateEntry((rows, k), torch.float64, ring_axis=1, delay=True)  # f_{t-k,k}
+            for k in self.tracked_steps
+        }
+
+    def made_ago(self, prefix: str, state: dict[str, Tensor]) -> Tensor:
+        """The delay lines' heads (B, rows, S): at tracked step k, what was made k steps ago."""
+        return torch.cat([state[f"{prefix}_ahead_{k}"][..., :1] for k in self.tracked_steps], dim=2)
+
+    def made_now(self, prefix: str, ahead: Tensor) -> dict[str, Tensor]:
+        """The delay lines' update from ``ahead`` (B, rows, S), made now for the tracked steps."""
+        return {f"{prefix}_ahead_{k}": ahead[..., i] for i, k in enumerate(self.tracked_steps)}
 
     @cached_property
     def level_weights(self) -> tuple[float, ...]:
@@ -294,12 +305,9 @@ class Scaler:
         """Errors E_j (B, C) of C forecasts of each stream, updated with x_t (B,) against the
         forecasts of it made k steps ago (in ``state``, see ``tracking_spec``); ``ahead``
         (B, C, S): the forecasts made now for the tracked steps. Returns the errors and the update."""
-        made = torch.cat([state[f"{prefix}_ahead_{k}"][..., :1] for k in self.tracked_steps], dim=2)  # delay heads
-        misses = (x[:, None, None] - made).abs()  # (B, C, S): |x_t - f_{t-k,k}|
+        misses = (x[:, None, None] - self.made_ago(prefix, state)).abs()  # (B, C, S): |x_t - f_{t-k,k}|
         errors = self.update_errors(state[f"{prefix}_error"], misses, t)
-        update = {f"{prefix}_error": errors}
-        update |= {f"{prefix}_ahead_{k}": ahead[..., i] for i, k in enumerate(self.tracked_steps)}
-        return errors, update
+        return errors, {f"{prefix}_error": errors, **self.made_now(prefix, ahead)}
 
     def update_errors(self, errors: Tensor, misses: Tensor, t: Tensor) -> Tensor:
         """E (B, C) after x_t, from the misses |x_t - f_{t-k,k}| (B, C, S) of the forecasts made
