@@ -380,26 +380,33 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 def test_a_million_stream_ids_keep_the_cap_and_memory_bounded(
     kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
-    n, cap = 1_000_000, 10_000
-    with Worker(kafka, model_dir, topics, tmp_path, "--max-streams", str(cap)) as w:
+    n, cap, every = 1_000_000, 10_000, 50_000
+    # Two malloc arenas: with glibc's default (up to 8 per core) fragmentation spread over the worker's
+    # threads varies with the machine, and it is not the per-stream memory this test bounds.
+    arenas = {"MALLOC_ARENA_MAX": "2"}
+    with Worker(kafka, model_dir, topics, tmp_path, "--max-streams", str(cap), env=arenas) as w:
         wait_for(lambda: "Updated partition assignment" in w.log_path.read_text(), 60, "the worker assigned")
         producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=20, batch_size=1 << 20)
         rss: dict[int, float] = {}
         for i in range(n):  # each id once: every event past the cap evicts the least recently used stream
             producer.send(topics["input"], value=b'{"stream": "id-%d", "ts": 1.7e9, "value": 1.0}' % i)
-            if i in (n // 5, n - 1):
+            if (i + 1) % every == 0:
                 producer.flush()
                 wait_for(lambda i=i: w.sample("forecaster_forecasts_total") > i, 300, f"{i} forecasts")
-                rss[i] = rss_mb(w.proc.pid)
+                rss[i + 1] = rss_mb(w.proc.pid)
         producer.close()
         # The counters move after the forecasts are handed over: wait for the last batch's.
         wait_for(lambda: w.sample("forecaster_evictions_total") >= n - cap, 60, "the last batch's evictions")
         assert w.sample("forecaster_evictions_total") == n - cap
         assert w.sample("forecaster_active_streams") == cap
-        peak = rss_mb(w.proc.pid, "VmHWM")
-        growth = rss[n - 1] - rss[n // 5]
-        print(f"1M ids: RSS {rss[n // 5]:.0f} MB at 200k ids, {rss[n - 1]:.0f} MB at 1M, peak {peak:.0f} MB")
-        assert growth < 50  # bounded: 800k more ids kept in any per-stream map would be > 100 MB
+        # RSS wanders by ±20 MB from one sample to the next (the clients' buffers come and go), so the
+        # bound is on its trend: the least-squares slope over 200k..1M ids (the first ones warm the pools).
+        ids = [i for i in rss if i >= 200_000]
+        mean_i, mean_mb = sum(ids) / len(ids), sum(rss[i] for i in ids) / len(ids)
+        slope = sum((i - mean_i) * (rss[i] - mean_mb) for i in ids) / sum((i - mean_i) ** 2 for i in ids)
+        per_id = slope * 2**20  # bytes per id
+        print(f"1M ids: RSS {min(rss.values()):.0f}-{max(rss.values()):.0f} MB, trend {per_id:.1f} bytes per id")
+        assert per_id < 50  # bounded: the partition map left unpruned measured 98-132 bytes per id
         assert w.terminate() == 0
 
 
