@@ -1,7 +1,8 @@
 """Loading series from files: long tables, wide tables and the M4 layout; CSV (optionally
 gzipped) and parquet. Every problem with a file is a ``DataError`` with one line naming it.
 
-- long:  one row per observation, columns for stream id, time and value (names configurable);
+- long:  one row per observation, columns for stream id, time and value (names configurable;
+         three columns of ids, dates and numbers are read as such whatever their names);
 - wide:  a time column, then one numeric column per stream (empty cells are gaps);
 - m4:    the M4 competition layout: ``V1`` holds the series id, ``V2…`` its values, shorter series
          padded with empty cells; there are no times, so ``ts`` is the position 0, 1, 2, …
@@ -86,6 +87,8 @@ def load_series(
         columns = Columns("unique_id", "ds", "y")
     if layout == "auto":
         layout = _detect(df, columns)
+        if layout == "wide" and columns == Columns() and (found := _long_columns(df)):
+            layout, columns = "long", found
     series = {"long": _long, "wide": _wide, "m4": _m4}[layout](df, columns, path)
     if not series:
         raise DataError(f"{path}: no series found")
@@ -102,6 +105,29 @@ def _detect(df: pd.DataFrame, c: Columns) -> Layout:
     if {c.stream, c.value} <= set(cols):
         return "long"
     return "wide"
+
+
+def _long_columns(df: pd.DataFrame) -> Columns | None:
+    """The columns of a long table named otherwise (``symbol,date,price``), where they can be
+    told apart: three columns, the first not times (so not a wide table's time column), one of
+    text ids, one of dates, one of numbers. None where that is not so."""
+    if len(df.columns) != 3 or _is_times(df.iloc[:, 0]):
+        return None
+    numbers = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+    dates = [c for c in df.columns if c not in numbers and _is_times(df[c])]
+    ids = [c for c in df.columns if c not in numbers and c not in dates]
+    if len(numbers) == len(dates) == len(ids) == 1:
+        return Columns(str(ids[0]), str(dates[0]), str(numbers[0]))
+    return None
+
+
+def _is_times(values: pd.Series) -> bool:
+    """Whether a column is numbers (seconds) or text that reads as dates throughout."""
+    try:
+        _times(values, "")
+    except DataError:
+        return False
+    return True
 
 
 def _numeric(values: pd.Series, what: str, path: str) -> np.ndarray:
@@ -163,19 +189,19 @@ def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
 
 def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     time_col = c.ts if c.ts in df.columns else df.columns[0]
+    hint = (
+        f" [read as a wide table with time column {time_col!r}; for a long table (one row per "
+        f"observation) name its columns with --stream-col, --ts-col and --value-col]"
+    )
     try:
         ts = _times(df[time_col], path)
+        values = {col: _numeric(df[col], f"column {col!r}", path) for col in df.columns if col != time_col}
     except DataError as e:
-        raise DataError(
-            f"{e} [read as a wide table with time column {time_col!r}; for a long table (one row per "
-            f"observation) name its columns with --stream-col, --ts-col and --value-col]"
-        ) from e
+        raise DataError(f"{e}{hint}") from e
     order = np.argsort(ts, kind="stable")
     out = []
-    for col in df.columns:
-        if col == time_col:
-            continue
-        v = _numeric(df[col], f"column {col!r}", path)[order]
+    for col, v in values.items():
+        v = v[order]
         keep = ~np.isnan(v)
         _unique_times(ts[order][keep], f"column {col!r}", path)
         out.append(Series(str(col), ts[order][keep], v[keep]))

@@ -33,6 +33,23 @@ def test_long_table_with_named_columns_is_sorted_by_time(tmp_path: Path) -> None
     assert a.ts[0] == pd.Timestamp("2024-01-01", tz="UTC").timestamp()
 
 
+def test_long_table_of_ids_dates_and_numbers_is_read_whatever_its_column_names(tmp_path: Path) -> None:
+    p = write(tmp_path, "symbol,date,price\nMSFT,Feb 1 2000,36.35\nMSFT,Jan 1 2000,39.81\nIBM,Jan 1 2000,100\n")
+    ibm, msft = load_series(p)
+    assert (ibm.name, msft.name, list(msft.values)) == ("IBM", "MSFT", [39.81, 36.35])
+    assert msft.ts[0] == pd.Timestamp("2000-01-01", tz="UTC").timestamp()
+
+
+def test_a_three_column_table_led_by_times_stays_wide(tmp_path: Path) -> None:
+    p = write(tmp_path, "date,X,Y\n2024-01-01,1,2\n2024-01-02,3,4\n")
+    assert [s.name for s in load_series(p)] == ["X", "Y"]
+
+
+def test_a_long_table_with_numeric_ids_is_refused_with_the_flags_that_read_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="non-numeric value '2024-01-01' in column 'day'.*--stream-col"):
+        load_series(write(tmp_path, "store,day,sales\n1,2024-01-01,5\n2,2024-01-01,7\n"))
+
+
 def test_wide_table_keeps_gaps_per_stream(tmp_path: Path) -> None:
     p = write(tmp_path, "date,X,Y\n2024-01-01,1,\n2024-01-02,2,5\n")
     x, y = load_series(p)
