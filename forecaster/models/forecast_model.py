@@ -55,6 +55,22 @@ CORES: dict[Family, type[StreamingCore]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU
 
 
 BAND_LIMIT = math.log(10.0)  # a stream's band stays within 1/10 and 10 times the calibrated one
+MAX_NETWORK_ROWS = 8  # more quantile levels than this: torch.sort (the network's passes grow as Q²)
+
+
+def sort_rows(q: Tensor) -> Tensor:
+    """q (…, Q, H) with each column sorted along the Q rows. Serving a few quantile levels, an
+    odd-even transposition network (Q passes of element-wise min / max over row pairs): torch.sort
+    sorts each of the B × H tiny columns on its own, 2.5 times slower at 10k streams × 3 × 48.
+    Where gradients flow (training), torch.sort: its backward is one scatter, the network's a
+    chain of masks (1.6 times slower)."""
+    if q.shape[-2] > MAX_NETWORK_ROWS or (q.requires_grad and torch.is_grad_enabled()):
+        return q.sort(dim=-2).values
+    rows = list(q.unbind(-2))
+    for p in range(len(rows)):
+        for i in range(p % 2, len(rows) - 1, 2):
+            rows[i], rows[i + 1] = torch.minimum(rows[i], rows[i + 1]), torch.maximum(rows[i], rows[i + 1])
+    return torch.stack(rows, dim=-2)
 
 
 def widen(quantiles: Tensor, factor: Tensor | float) -> Tensor:
@@ -106,7 +122,7 @@ class ForecastModel(nn.Module):
         calibrated ``interval_scale`` (times each stream's own ``width`` (…), if given)."""
         c = self.config
         y = self.head(h).unflatten(-1, (1 + len(c.quantiles), c.horizon))  # (…, [K,] 1 + Q, H)
-        point, quantiles = y[..., :1, :], y[..., 1:, :].sort(dim=-2).values
+        point, quantiles = y[..., :1, :], sort_rows(y[..., 1:, :])
         if c.members > 1:  # the members' mean, of the points and of each quantile level
             point, quantiles = point.mean(dim=-3), quantiles.mean(dim=-3)
         spread = c.interval_scale if width is None else c.interval_scale * width[..., None, None].float()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from forecaster.models import ForecastModel, ModelConfig, advance, init_state
+from forecaster.models.forecast_model import sort_rows
 from tests.conftest import random_walks
 
 SMALL = {"d_model": 16, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "window": 8, "d_ff": 32, "horizon": 5}
@@ -179,6 +180,13 @@ def test_quantiles_never_cross(family: str) -> None:
     with torch.no_grad():
         q = model(x)[..., 1:, :]  # (B, T, Q, H)
     assert (q.diff(dim=-2) >= 0).all()
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 8, 9])  # 9: past the sorting network, torch.sort
+def test_the_quantiles_sorting_network_sorts_as_torch_does(levels: int) -> None:
+    q = torch.randn(6, 5, levels, 7)
+    q[0, 0, :, 0] = 1.0  # ties
+    assert torch.equal(sort_rows(q), q.sort(dim=-2).values)
 
 
 def test_forward_is_differentiable_for_training(family: str) -> None:
