@@ -435,7 +435,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="checkpoint directory, bundled name, or naive | snaive | naive2")
     _add_data(e)
     e.add_argument("--test", help="held-out continuation of --data (same series); default: the last H values")
-    e.add_argument("--horizon", type=int, help="steps to score (baselines; a model's own horizon otherwise)")
+    e.add_argument(
+        "--horizon", type=int, help="steps to score (baselines: default 8; a model: its first H, default all)"
+    )
     e.add_argument("--season", type=int, help="seasonal period for MASE and the baselines (default: from the data)")
     e.add_argument("--rolling", action="store_true", help="also score every origin inside the held-out span")
     e.add_argument("--json", help="write the metrics here")

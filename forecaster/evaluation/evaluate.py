@@ -69,8 +69,11 @@ def baseline_forecasts(
     ]
 
 
-def model_forecasts(fc: forecaster.Forecaster, pairs: list[tuple[Series, np.ndarray]], rolling: bool) -> list[Scored]:
-    """Stream each history, then (rolling) the held-out values; keep the forecast of every origin."""
+def model_forecasts(
+    fc: forecaster.Forecaster, pairs: list[tuple[Series, np.ndarray]], rolling: bool, horizon: int | None = None
+) -> list[Scored]:
+    """Stream each history, then (rolling) the held-out values; keep the forecast of every origin,
+    its first ``horizon`` steps (default: all the model's)."""
     last: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for batch in as_batches([s for s, _ in pairs]):
         out = fc.update(batch)
@@ -90,7 +93,9 @@ def model_forecasts(fc: forecaster.Forecaster, pairs: list[tuple[Series, np.ndar
             made += zip(out.point, out.quantiles, strict=True)
     return [
         Scored(n, h, t, point[: len(t)], quantiles[:, : len(t)])
-        for (n, h, t), (point, quantiles) in zip(origins(pairs, fc.config.horizon, rolling), made, strict=True)
+        for (n, h, t), (point, quantiles) in zip(
+            origins(pairs, horizon or fc.config.horizon, rolling), made, strict=True
+        )
     ]
 
 
@@ -150,11 +155,13 @@ def evaluate(
     else:
         fc = model if isinstance(model, forecaster.Forecaster) else forecaster.load(model, device=device)
         model = model.name if isinstance(model, forecaster.Forecaster) else str(model)
-        H = fc.config.horizon
-        if horizon is not None and horizon != H:
-            raise ValueError(f"model {model!r} forecasts {H} steps ahead, not --horizon {horizon}")
+        if horizon is not None and horizon > fc.config.horizon:
+            raise ValueError(
+                f"model {model!r} forecasts {fc.config.horizon} steps ahead, fewer than --horizon {horizon}"
+            )
+        H = horizon or fc.config.horizon  # fewer steps: each forecast's first H are scored
         pairs = split(history, test, H)
-        results, levels = model_forecasts(fc, pairs, rolling), fc.config.quantiles
+        results, levels = model_forecasts(fc, pairs, rolling, H), fc.config.quantiles
     metrics = score(results, naive2_reference(results, season), season, levels)
     return {"model": model, "horizon": H, **metrics}, results
 

@@ -78,6 +78,12 @@ def test_train_then_evaluate_writes_checkpoint_json_and_plot(hourly_csv: Path, t
     assert 0 <= m["coverage"] <= 1 and m["smape"] > 0 and m["owa"] > 0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
+    r = forecaster("evaluate", "--model", str(ck), "--data", str(hourly_csv), "--horizon", "4", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["horizon"] == 4  # its first 4 steps, from 4 values before the end
+    r = forecaster("evaluate", "--model", str(ck), "--data", str(hourly_csv), "--horizon", "7")
+    assert r.returncode == 2 and "forecasts 6 steps ahead, fewer than --horizon 7" in r.stderr
+
 
 def test_evaluate_baseline_has_null_coverage(hourly_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "n.json"
