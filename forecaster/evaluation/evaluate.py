@@ -148,6 +148,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[Scored]]:
     """Score ``model`` (a baseline name, a bundled name, a checkpoint directory or a
     ``Forecaster``, whose streams it advances)."""
+    if horizon is not None and horizon < 1:
+        raise ValueError(f"--horizon must be at least 1 step, got {horizon}")
     if isinstance(model, str) and model in baselines.BASELINES:
         H = horizon or 8
         pairs = split(history, test, H)

@@ -98,6 +98,7 @@ def test_evaluate_baseline_has_null_coverage(hourly_csv: Path, tmp_path: Path) -
     [
         (["evaluate", "--model", "naive", "--data", "missing.csv"], "missing.csv: no such file"),
         (["evaluate", "--model", "nowhere/ck", "--data", "{csv}"], "no checkpoint at 'nowhere/ck'"),
+        (["evaluate", "--model", "naive", "--data", "{csv}", "--horizon", "0"], "--horizon must be at least 1"),
         (["train", "--data", "{csv}", "--model", "lstm", "--out", "{tmp}/x", "--horizon", "0"], "horizon"),
         (["train", "--data", "{csv}", "--model", "lstm", "--out", "{tmp}/x", "--validation", "395"], "too short"),
         (["train", "--data", "{csv}", "--model", "lstm", "--out", "{tmp}/x", "--band-rate", "2"], "band_rate"),
