@@ -103,7 +103,7 @@ def train(
     )
     horizon = config.horizon
     chosen: dict[str, Any] = {"candidates": list(periods)}
-    if periods and not {"smooth_level", "smooth_season"} & set(pick):  # weights (and periods) from the training span
+    if not {"smooth_level", "smooth_season"} & set(pick):  # weights (and periods) from the training span
         held_out = cfg.validation or default_validation(series, horizon)
         span = [s.head(max(0, len(s) - held_out)) for s in series]
         choice = choose_seasonal(span, scaler, horizon, may_drop=seasons is None, form_given="seasonal_form" in pick)

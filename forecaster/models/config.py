@@ -27,16 +27,21 @@ class ScalerConfig(BaseModel):
     )
     # Chosen on M4-Hourly-train's own last 48 values (never its test file), by the anchor's OWA
     # alone: a slow level and quick profiles beat seasonal naive there (docs/ACCURACY.md).
-    smooth_level: float = Field(0.001, gt=0, le=1, description="Holt-Winters level weight alpha (with seasons)")
+    smooth_level: float = Field(
+        0.001,
+        gt=0,
+        le=1,
+        description="Holt-Winters level weight alpha (with seasons; without, the first of the streams' own)",
+    )
     level_choices: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
         (),
         description="more level weights, each with its own profiles: each stream's own forecast follows the one "
-        "with the least recent error (with seasons)",
+        "with the least recent error (with seasons, or without: simple exponential smoothing)",
     )
     drift: bool = Field(
         False,
         description="each stream's own forecast may also follow a level weight from 0.05 up with a Theta drift "
-        "(half the slope of a discounted linear trend of the deseasonalised values) (with seasons)",
+        "(half the slope of a discounted linear trend of the deseasonalised values) (with seasons or without)",
     )
     smooth_season: float = Field(0.5, gt=0, le=1, description="Holt-Winters seasonal weight gamma (with seasons)")
     seasonal_form: Literal["additive", "multiplicative"] = Field(

@@ -58,6 +58,10 @@ deseasonalised values by least squares discounted over ``ERROR_MEMORY`` horizons
     drift_{t,k} = b_t / 2 (k - 1 + (1 - (1 - alpha)^n) / alpha),     n = t + 1 values seen
     a_{t,k} + drift_{t,k}  (additive),   (l + drift_{t,k}) prod_m F_m  (multiplicative)
 
+Without seasons, ``level_choices`` or ``drift`` still give each stream its own forecast: the same
+recursions with no profiles (simple exponential smoothing, and the Theta method with the drift),
+while the network's anchor stays the last value. That is what yearly data gets (no season),
+where the Theta method is strong.
 The sums are kept relative to now (times u = s - t <= 0), so they stay bounded on an endless
 stream: sum_s w_s u^i (i = 0, 1, 2; w_s = lambda^-u) per stream, and sum_s w_s d_s and
 sum_s w_s u d_s per drifted weight.
@@ -132,7 +136,7 @@ class Scaler:
         spec = {"x_last": StateEntry((), f64), "x_scale": StateEntry((), f64), "x_level": StateEntry((), f64)}
         if self.config.lags:
             spec["x_lags"] = StateEntry((self.config.lags,), f64, ring_axis=0)  # x_{t-j} at slot (t - j) % L
-        if self.config.seasons:
+        if self.smooths:
             K = len(self.level_weights)
             each = (K,) if K > 1 else ()  # one Holt-Winters state per level weight; a single one unwrapped
             spec["hw_level"] = StateEntry(each, f64)
@@ -189,7 +193,7 @@ class Scaler:
     @property
     def memory(self) -> int:
         """Steps a stream's tracked errors and drift remember: ``ERROR_MEMORY`` horizons or longest cycles."""
-        return ERROR_MEMORY * max(self.horizon, *self.config.seasons)
+        return ERROR_MEMORY * max(self.horizon, *self.config.seasons, 0)
 
     @cached_property
     def drifted(self) -> tuple[int, ...]:
@@ -199,10 +203,19 @@ class Scaler:
         return tuple(j for j, a in enumerate(self.level_weights) if a >= MIN_DRIFT_LEVEL)
 
     @property
+    def smooths(self) -> bool:
+        """Whether the stream carries Holt-Winters state: seasons, or own level weights or a
+        drift without them (simple exponential smoothing, the Theta method)."""
+        c = self.config
+        return bool(c.seasons or c.level_choices or c.drift)
+
+    @property
     def gives_own_forecast(self) -> bool:
-        """Whether a stream's own forecast can differ from the anchor (seasons, and level
-        choices or a drift)."""
-        return bool(self.config.seasons) and len(self.level_weights) + len(self.drifted) > 1
+        """Whether a stream's own forecast can differ from the anchor (level choices or a drift;
+        without seasons, any smoothed level differs from the last value)."""
+        if not self.config.seasons:
+            return self.smooths
+        return len(self.level_weights) + len(self.drifted) > 1
 
     @cached_property
     def tracked_steps(self) -> tuple[int, ...]:
@@ -231,12 +244,13 @@ class Scaler:
             have = j[None, :] <= t[:, None]
             columns.append(torch.where(have, (past - x[:, None]) / s[:, None], 0.0))
             update["x_lags"] = x  # the ring's new entry
-        if c.seasons:
-            error, anchor, own, seasonal = self._holt_winters(x, t, state)
-            columns += [error[:, None] / s[:, None], (anchor - x[:, None]) / s[:, None]]
-            update |= seasonal
-        else:
-            anchor = own = x[:, None].expand(-1, self.horizon)
+        anchor = own = x[:, None].expand(-1, self.horizon)
+        if self.smooths:
+            error, smoothed, own, smoothing = self._holt_winters(x, t, state)
+            update |= smoothing
+            if c.seasons:  # the network forecasts around the seasonal anchor; without seasons, the last value
+                anchor = smoothed
+                columns += [error[:, None] / s[:, None], (anchor - x[:, None]) / s[:, None]]
         features = torch.cat(columns, dim=-1).clamp(-c.clip, c.clip)  # (B, F)
         return features.float(), anchor, own, s, update
 
@@ -271,7 +285,7 @@ class Scaler:
             update = {name: v[:, 0] for name, v in update.items()}
         full = tuple(range(1, H + 1))
         first_weight = self._constant("first weight", (0,), t).expand(B, 1)
-        if not self.gives_own_forecast:
+        if K + len(self.drifted) == 1:  # one candidate: nothing to choose
             anchor = self._forecast(level, rings, now, t, full, first_weight)[0][:, 0]
             return error[:, 0], anchor, anchor, update
         if self.drifted:
@@ -338,6 +352,9 @@ class Scaler:
         seasonal growth they carry (B, J, S: the product of the factors; a drift is scaled by it)."""
         add = self.config.seasonal_form == "additive"
         (B, K), (J, S) = level.shape, (weights.shape[1], len(steps))
+        chosen = level.gather(1, weights)[..., None]
+        if not rings:  # simple exponential smoothing: the level, flat
+            return chosen.expand(-1, -1, S), None
         profiles = []
         for m, ring in rings.items():
             # Phases ahead from the phase now, and which steps land on it again (those read the new entry).
@@ -349,7 +366,6 @@ class Scaler:
                 profile[..., wraps] = now[m].gather(1, weights)[..., None]
             profiles.append(profile)
         # In place on the gathered profiles: a fresh (B, J, S) tensor per operation costs page faults.
-        chosen = level.gather(1, weights)[..., None]
         if add:
             total = profiles[0]
             for p in profiles[1:]:

@@ -19,6 +19,8 @@ taken. Then the streams are offered their own level weights among ``LEVEL_CHOICE
 for the model to blend with the network's forecast): offered where that forecast beats the
 chosen weight's, as on business series that differ in how fast their level moves; and beside
 them a Theta drift (``ScalerConfig.drift``), where it forecasts better still, as on trending ones.
+Where no season is kept (or none is a candidate: yearly data), the same own forecasts are offered
+without profiles where they beat the random walk, the anchor then (``_without_seasons``).
 """
 
 from __future__ import annotations
@@ -94,6 +96,42 @@ def _tails(series: list[Series], n: int) -> tuple[torch.Tensor, np.ndarray]:
     return x, lengths
 
 
+def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, seed: int) -> SeasonalChoice:
+    """No season: the network forecasts around the last value, and each stream may still
+    forecast with its own level weight among ``LEVEL_CHOICES`` (and a Theta drift), for the model
+    to blend in, where that beats the random walk on the training data (yearly series: the
+    Theta method is what the M3 and Tourism competitions' yearly sets favour)."""
+    none = SeasonalChoice(base, {}, float("nan"), float("nan"))
+    span = 4 * horizon
+    usable = [s for s in series if len(s) > span + horizon]
+    if not usable:
+        return none
+    if len(usable) > MAX_SERIES:
+        pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
+        usable = [usable[i] for i in sorted(pick)]
+    x, lengths = _tails(usable, span + horizon + Scaler(base, horizon).memory)
+
+    def own_errors(config: ScalerConfig) -> np.ndarray:
+        return _anchor_errors(x, lengths, Scaler(config, horizon).sequence(x)[2], horizon, span, 0)
+
+    random_walk = float(own_errors(base.model_copy(update={"level_choices": (), "drift": False})).mean())
+    each = np.stack(
+        [own_errors(base.model_copy(update={"smooth_level": a, "level_choices": (a,)})) for a in LEVEL_CHOICES]
+    )
+    alpha = LEVEL_CHOICES[int(each.mean(axis=1).argmin())]
+    share = np.bincount(each.argmin(axis=0), minlength=len(LEVEL_CHOICES)) / each.shape[1]
+    offered = tuple(a for a, p in zip(LEVEL_CHOICES, share, strict=True) if p >= MIN_SHARE)
+    candidates = [
+        base.model_copy(update={"smooth_level": alpha, "level_choices": offered, "drift": drift})
+        for drift in (False, True)
+    ]
+    tried = {c: float(own_errors(c).mean()) for c in candidates}
+    best = min(tried, key=tried.__getitem__)
+    if tried[best] >= random_walk:
+        return SeasonalChoice(base, {}, random_walk, float("nan"), tried[best], random_walk)
+    return SeasonalChoice(best, {}, random_walk, float("nan"), tried[best], random_walk)
+
+
 def choose_seasonal(
     series: list[Series],
     base: ScalerConfig,
@@ -108,7 +146,7 @@ def choose_seasonal(
     multiplicative form is tried too where no value is negative, unless ``form_given``."""
     periods = base.seasons
     if not periods:
-        return SeasonalChoice(base, {}, float("nan"), float("nan"))
+        return _without_seasons(series, base, horizon, seed)
     warm, span = 2 * periods[-1], max(4 * horizon, 2 * periods[-1])  # profiles settle, then are scored
     # Origins inside the first cycles would reward a level that chases the data while the
     # profiles form; short series (M1 monthly: 30 values) are judged after one cycle, or left out.
@@ -141,7 +179,8 @@ def choose_seasonal(
     scores = {k: float(e.mean()) for k, e in errors.items()}
     best = min(scores, key=scores.__getitem__)
     if may_drop and scores[best] >= level:
-        return SeasonalChoice(base.model_copy(update={"seasons": ()}), scores, random_walk, level)
+        dropped = _without_seasons(series, base.model_copy(update={"seasons": ()}), horizon, seed)
+        return SeasonalChoice(dropped.scaler, scores, random_walk, level, dropped.per_stream, dropped.alone)
     # One standard error rule: of the weights as good as the best within its standard error, the
     # smoothest (least alpha, then gamma). Anchors that close score alike alone, but a steadier
     # level was the better base for the network (M4 Hourly: alpha 0.01 scored 1% better alone

@@ -58,7 +58,7 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
             targets[_stuck(x[j, :T], scale[j, :T], scaler.config.scale_alpha)] = float("nan")
             if scaler.gives_own_forecast:
                 ours = (own[j, :T] - anchor[j, :T]) / scale[j, :T, None]
-                lag = min(scaler.config.seasons[0], T - 1)
+                lag = min(scaler.config.seasons[0] if scaler.config.seasons else 1, T - 1)
                 per_mase = max(mase_scale(np.asarray(series[n].values, dtype=np.float64), lag), 1e-12)
                 out[n] = Prepared(features[j, :T], targets, ours.float(), scale[j, :T] / per_mase)
             else:

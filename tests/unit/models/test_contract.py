@@ -66,6 +66,21 @@ def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("own", [{"level_choices": (0.05, 0.8)}, {"level_choices": (0.2,)}, {"drift": True}])
+def test_own_forecasts_without_seasons_keep_step_equal_to_sequence_and_scale(family: str, own: dict) -> None:
+    from forecaster.models import ScalerConfig
+
+    model = make(family, scaler=ScalerConfig(smooth_level=0.2, **own), blend=0.3, blend_power=2.0, band_rate=0.05)
+    x = torch.from_numpy(random_walks(3, 40, seed=7))
+    with torch.no_grad():
+        seq = model(x)
+        assert (seq - stepwise(model, x)).abs().max().item() <= 1e-5
+        assert torch.allclose(model(x * 7.5), 7.5 * seq, rtol=1e-6, atol=1e-6)
+    _, anchor, own_forecast, _ = model.scaler.sequence(x)
+    assert torch.equal(anchor[..., 0], x)  # without seasons the network's anchor is the last value
+    assert not torch.equal(own_forecast, anchor)  # and the stream's own forecast is smoothed
+
+
 def test_a_blended_forecast_is_the_networks_and_the_streams_own_in_proportion(family: str) -> None:
     from forecaster.models import ScalerConfig
 

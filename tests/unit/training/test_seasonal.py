@@ -47,7 +47,7 @@ def test_nothing_to_choose_leaves_the_scaler_as_it_was() -> None:
     base = ScalerConfig(seasons=(12,), smooth_level=0.3)
     short = [Series("s", np.arange(5.0), np.ones(5))]
     assert choose_seasonal(short, base, horizon=8).scaler == base
-    assert choose_seasonal(seasonal_series(), ScalerConfig(), horizon=8).scaler == ScalerConfig()
+    assert choose_seasonal(seasonal_series(), ScalerConfig(), horizon=8).scaler.seasons == ()  # none to try
 
 
 def test_the_multiplicative_form_is_taken_for_series_whose_cycle_scales_with_the_level_and_never_across_zero() -> None:
@@ -74,6 +74,16 @@ def test_streams_choose_their_own_level_weight_where_the_series_differ_in_how_th
     offered = choice.scaler.level_choices
     assert offered and set(offered) < set(LEVEL_CHOICES) and choice.scaler.smooth_level not in offered
     assert choice.per_stream < choice.alone  # better than the one weight chosen for all
+
+
+def test_without_seasons_trending_series_are_offered_their_own_smoothing_and_a_drift_and_random_walks_not() -> None:
+    rng = np.random.default_rng(11)
+    t = np.arange(40.0)
+    trending = [Series(f"t{i}", t, 100 + (2 + i) * t + rng.normal(0, 3, 40)) for i in range(8)]
+    choice = choose_seasonal(trending, ScalerConfig(), horizon=6)
+    assert choice.scaler.seasons == () and choice.scaler.drift and choice.per_stream < choice.random_walk
+    walks = [Series(f"w{i}", t, 100 + np.cumsum(rng.normal(0, 3, 40))) for i in range(8)]
+    assert choose_seasonal(walks, ScalerConfig(), horizon=6).scaler == ScalerConfig()
 
 
 def test_one_weight_that_serves_every_series_is_kept_alone() -> None:
