@@ -14,6 +14,7 @@ as functions that take a file, a pandas frame or a list of ``Series`` and return
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,14 +109,14 @@ def train(
         span = [s.head(max(0, len(s) - held_out)) for s in series]
         choice = choose_seasonal(span, scaler, horizon, may_drop=seasons is None, form_given="seasonal_form" in pick)
         scaler = choice.scaler
-        if choice.scores:  # the anchor's scaled error on the training span: why these seasons
-            chosen |= {
-                "random_walk_error": round(choice.random_walk, 4),
-                "level_error": round(choice.level, 4),
-                "best_error": round(min(choice.scores.values()), 4),
-                "one_level_weight_error": round(choice.alone, 4),  # on longer histories, beside:
-                "per_stream_level_error": round(choice.per_stream, 4),
-            }
+        errors = {  # the anchor's scaled error on the training span: why these seasons and own forecasts
+            "random_walk_error": choice.random_walk,
+            "level_error": choice.level,
+            "best_error": min(choice.scores.values(), default=math.nan),
+            "one_level_weight_error": choice.alone,  # on longer histories, beside:
+            "per_stream_level_error": choice.per_stream,
+        }
+        chosen |= {k: round(v, 4) for k, v in errors.items() if not math.isnan(v)}
     config = config.model_copy(update={"scaler": scaler})
     trained, report = fit(series, config, cfg, progress=progress)
     if out is not None:

@@ -96,19 +96,30 @@ def _tails(series: list[Series], n: int) -> tuple[torch.Tensor, np.ndarray]:
     return x, lengths
 
 
+def _sample(series: list[Series], seed: int) -> list[Series]:
+    """At most MAX_SERIES of ``series``, a seeded sample in their order."""
+    if len(series) <= MAX_SERIES:
+        return series
+    pick = np.random.default_rng(seed).choice(len(series), MAX_SERIES, replace=False)
+    return [series[i] for i in sorted(pick)]
+
+
+def _offered(each: np.ndarray) -> tuple[float, ...]:
+    """The LEVEL_CHOICES that forecast at least MIN_SHARE of the series best, from ``each``
+    (weights × series errors): each one costs a stream a Holt-Winters state."""
+    share = np.bincount(each.argmin(axis=0), minlength=len(LEVEL_CHOICES)) / each.shape[1]
+    return tuple(a for a, p in zip(LEVEL_CHOICES, share, strict=True) if p >= MIN_SHARE)
+
+
 def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, seed: int) -> SeasonalChoice:
     """No season: the network forecasts around the last value, and each stream may still
     forecast with its own level weight among ``LEVEL_CHOICES`` (and a Theta drift), for the model
     to blend in, where that beats the random walk on the training data (yearly series: the
     Theta method is what the M3 and Tourism competitions' yearly sets favour)."""
-    none = SeasonalChoice(base, {}, float("nan"), float("nan"))
     span = 4 * horizon
-    usable = [s for s in series if len(s) > span + horizon]
+    usable = _sample([s for s in series if len(s) > span + horizon], seed)
     if not usable:
-        return none
-    if len(usable) > MAX_SERIES:
-        pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
-        usable = [usable[i] for i in sorted(pick)]
+        return SeasonalChoice(base, {}, float("nan"), float("nan"))
     x, lengths = _tails(usable, span + horizon + Scaler(base, horizon).memory)
 
     def own_errors(config: ScalerConfig) -> np.ndarray:
@@ -119,17 +130,14 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
         [own_errors(base.model_copy(update={"smooth_level": a, "level_choices": (a,)})) for a in LEVEL_CHOICES]
     )
     alpha = LEVEL_CHOICES[int(each.mean(axis=1).argmin())]
-    share = np.bincount(each.argmin(axis=0), minlength=len(LEVEL_CHOICES)) / each.shape[1]
-    offered = tuple(a for a, p in zip(LEVEL_CHOICES, share, strict=True) if p >= MIN_SHARE)
     candidates = [
-        base.model_copy(update={"smooth_level": alpha, "level_choices": offered, "drift": drift})
+        base.model_copy(update={"smooth_level": alpha, "level_choices": _offered(each), "drift": drift})
         for drift in (False, True)
     ]
     tried = {c: float(own_errors(c).mean()) for c in candidates}
     best = min(tried, key=tried.__getitem__)
-    if tried[best] >= random_walk:
-        return SeasonalChoice(base, {}, random_walk, float("nan"), tried[best], random_walk)
-    return SeasonalChoice(best, {}, random_walk, float("nan"), tried[best], random_walk)
+    chosen = best if tried[best] < random_walk else base
+    return SeasonalChoice(chosen, {}, random_walk, float("nan"), tried[best], random_walk)
 
 
 def choose_seasonal(
@@ -156,9 +164,7 @@ def choose_seasonal(
         usable = [s for s in series if len(s) > warm + horizon]
     if not usable:  # no data to choose on (training says why)
         return SeasonalChoice(base, {}, float("nan"), float("nan"))
-    if len(usable) > MAX_SERIES:
-        pick = np.random.default_rng(seed).choice(len(usable), MAX_SERIES, replace=False)
-        usable = [usable[i] for i in sorted(pick)]
+    usable = _sample(usable, seed)
     x, lengths = _tails(usable, warm + span + horizon)
 
     def errors_of(anchor: torch.Tensor) -> np.ndarray:
@@ -203,17 +209,14 @@ def choose_seasonal(
         update={"seasons": seasons, "seasonal_form": form, "smooth_level": alpha, "smooth_season": gamma}
     )
     # Each stream's choice needs a history to settle on: the same origins are scored, against the
-    # chosen weight alone, after as many more values as a stream's tracked error remembers. The
-    # weights offered are those that forecast at least MIN_SHARE of the series best (each one
-    # costs a stream a Holt-Winters state).
+    # chosen weight alone, after as many more values as a stream's tracked error remembers.
     longer, long_lengths = _tails(usable, warm + span + horizon + Scaler(chosen, horizon).memory)
 
     def longer_errors(config: ScalerConfig) -> np.ndarray:
         return _anchor_errors(longer, long_lengths, Scaler(config, horizon).sequence(longer)[2], horizon, span, warm)
 
     each = np.stack([longer_errors(chosen.model_copy(update={"smooth_level": a})) for a in LEVEL_CHOICES])
-    share = np.bincount(each.argmin(axis=0), minlength=len(LEVEL_CHOICES)) / each.shape[1]
-    offered = tuple(a for a, p in zip(LEVEL_CHOICES, share, strict=True) if p >= MIN_SHARE and a != alpha)
+    offered = tuple(a for a in _offered(each) if a != alpha)
     alone = float(each[LEVEL_CHOICES.index(alpha)].mean())
     # Then a Theta drift beside those weights, kept where it forecasts better still (trending series).
     candidates = [chosen.model_copy(update={"level_choices": offered, "drift": drift}) for drift in (False, True)]

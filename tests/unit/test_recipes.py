@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import json
 
 import numpy as np
 import pandas as pd
@@ -59,3 +60,28 @@ def test_train_on_a_frame_then_evaluate_and_save(tmp_path) -> None:
 def test_an_unknown_option_is_a_value_error_naming_it() -> None:
     with pytest.raises(ValueError, match="unknown option 'epoch'"):
         forecaster.train(nixtla_frame(), "lstm", epoch=3)
+
+
+def test_the_checkpoint_records_why_yearly_data_gets_its_own_forecasts(tmp_path) -> None:
+    """No season is a candidate for yearly data: the choice of own smoothing and drift over the
+    random walk is still recorded, and the checkpoint's config stays strict JSON (no NaN)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(40)
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": i,
+                    "ds": pd.date_range("1980-01-01", periods=t.size, freq="YS"),
+                    "y": 100 + (2 + i) * t + rng.normal(0, 3, t.size),
+                }
+            )
+            for i in range(6)
+        ],
+        ignore_index=True,
+    )
+    fc, _ = forecaster.train(frame, "rnn", out=tmp_path / "ck", device="cpu", progress=False, **TINY)
+    assert fc.config.scaler.seasons == () and fc.config.scaler.drift  # trending: the Theta drift is kept
+    text = (tmp_path / "ck" / "config.json").read_text()
+    chosen = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in config.json"))["seasons"]
+    assert chosen["candidates"] == [] and chosen["per_stream_level_error"] < chosen["random_walk_error"]
