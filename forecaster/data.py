@@ -104,7 +104,36 @@ def _detect(df: pd.DataFrame, c: Columns) -> Layout:
         return "m4"
     if {c.stream, c.value} <= set(cols):
         return "long"
-    return "wide"
+    return "m4" if _rows_are_series(df) else "wide"
+
+
+def _rows_are_series(df: pd.DataFrame) -> bool:
+    """One row per series under other headers than M4's V1, V2, …: ids first (not times), then
+    only numbers, under headers that count positions (0, 1, …; x1, x2, …) or read as dates."""
+    if df.shape[1] < 3 or _is_times(df.iloc[:, 0]):
+        return False
+    body = df.columns[1:]
+    numbers = all(pd.api.types.is_numeric_dtype(df[c]) for c in body)
+    return numbers and (_positions(body) or _header_times(body) is not None)
+
+
+def _positions(headers: pd.Index) -> bool:
+    """Whether headers count positions: one prefix (or none), then numbers rising by one."""
+    parts = pd.Series([str(h) for h in headers]).str.extract(r"^([A-Za-z_]*)(\d+)$")
+    if parts.isna().any().any() or parts[0].nunique() != 1:
+        return False
+    return bool((parts[1].astype(int).diff().iloc[1:] == 1).all())
+
+
+def _header_times(headers: pd.Index) -> np.ndarray | None:
+    """The headers as times (seconds), where every one reads as a date; None otherwise."""
+    names = pd.Series([str(h) for h in headers])
+    if names.str.fullmatch(r"\d+").any():  # bare numbers are positions or years, not seconds
+        return None
+    try:
+        return _times(names, "")
+    except DataError:
+        return None
 
 
 def _long_columns(df: pd.DataFrame) -> Columns | None:
@@ -191,7 +220,8 @@ def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     time_col = c.ts if c.ts in df.columns else df.columns[0]
     hint = (
         f" [read as a wide table with time column {time_col!r}; for a long table (one row per "
-        f"observation) name its columns with --stream-col, --ts-col and --value-col]"
+        f"observation) name its columns with --stream-col, --ts-col and --value-col; for one row "
+        f"per series, --layout m4]"
     )
     try:
         ts = _times(df[time_col], path)
@@ -209,13 +239,17 @@ def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
 
 
 def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
+    """One row per series: its id, then its values in order (empty cells skipped), at the times
+    the headers give where they are dates, else at positions 0, 1, …"""
     ids = df.iloc[:, 0].astype(str)
     body = df.iloc[:, 1:]
+    times = None if _positions(body.columns) else _header_times(body.columns)
     out = []
     for i, name in enumerate(ids):
         v = _numeric(body.iloc[i], f"series {name!r}", path)
-        v = v[~np.isnan(v)]
-        out.append(Series(name, np.arange(len(v), dtype=np.float64), v))
+        known = ~np.isnan(v)
+        ts = times[known] if times is not None else np.arange(known.sum(), dtype=np.float64)
+        out.append(Series(name, ts, v[known]))
     return out
 
 

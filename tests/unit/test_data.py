@@ -63,6 +63,23 @@ def test_m4_layout_drops_padding(tmp_path: Path) -> None:
     assert season_of([h1, h2]) == 24
 
 
+@pytest.mark.parametrize("header", ["id,0,1,2", "series,x1,x2,x3", "id,V1,V2,V3"])
+def test_one_row_per_series_under_position_headers_is_read_as_such(tmp_path: Path, header: str) -> None:
+    n1, n2 = load_series(write(tmp_path, f"{header}\nN1,1,2,3\nN2,4,5,\n"))
+    assert (n1.name, list(n1.values), list(n2.values), list(n2.ts)) == ("N1", [1.0, 2.0, 3.0], [4.0, 5.0], [0.0, 1.0])
+
+
+def test_one_row_per_series_under_date_headers_keeps_the_dates(tmp_path: Path) -> None:
+    page, _ = load_series(write(tmp_path, "Page,2015-07-01,2015-07-02,2015-07-04\nA,1,,3\nB,4,5,6\n"))
+    day = 86_400.0
+    assert list(page.values) == [1.0, 3.0] and list(np.diff(page.ts)) == [3 * day]
+
+
+def test_a_wide_table_whose_time_column_is_not_times_is_not_read_as_rows(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="neither a number nor a date.*--layout m4"):
+        load_series(write(tmp_path, "when,A,B\nMon,1,2\nTue,3,4\n"))
+
+
 def test_parquet_reads_like_csv(tmp_path: Path) -> None:
     df = pd.DataFrame({"stream": ["a", "a"], "ts": [1.0, 2.0], "value": [3.0, 4.0]})
     df.to_parquet(tmp_path / "d.parquet")
