@@ -36,7 +36,7 @@ from forecaster.evaluation.evaluate import Scored, evaluate, naive2_reference, s
 FAMILIES = ("rnn", "lstm", "gru", "transformer")
 STATS = ["AutoETS", "AutoTheta"]
 COMPETITIONS = {"m1": "m1_data.json", "m3": "m3_data.json", "tourism": "tcomp_data.json"}
-FREQUENCIES = {"MONTHLY": "MS", "QUARTERLY": "QS", "YEARLY": "YS"}
+FREQUENCIES = {"MONTHLY": "MS", "QUARTERLY": "QS", "YEARLY": "YS", "OTHER": None}  # None: no timestamps
 
 
 def _wheel(folder: Path, name: str) -> zipfile.ZipFile:
@@ -57,6 +57,10 @@ def prepare(wheels: Path, out: Path) -> None:
                 for key, s in data.items():
                     if s["period"][0] == period:
                         x, xx = np.asarray(s["x"], float), np.asarray(s["xx"], float)
+                        if freq is None:  # one row per series, its values in order (the M4 layout)
+                            train.append(pd.Series(x, name=key))
+                            test.append(pd.Series(xx, name=key))
+                            continue
                         ts = pd.date_range(
                             "1980-01-01", periods=len(x) + len(xx), freq=freq
                         )  # the spacing is what counts
@@ -64,8 +68,9 @@ def prepare(wheels: Path, out: Path) -> None:
                         test.append(pd.DataFrame({"stream": key, "ts": ts[len(x) :], "value": xx}))
                 if train:
                     name = f"{competition}-{period.lower()}"
-                    pd.concat(train).to_csv(out / f"{name}-train.csv", index=False)
-                    pd.concat(test).to_csv(out / f"{name}-test.csv", index=False)
+                    for part, rows in (("train", train), ("test", test)):
+                        table = pd.concat(rows) if freq else pd.DataFrame(rows).rename_axis("id")
+                        table.to_csv(out / f"{name}-{part}.csv", index=freq is None)
                     print(f"{name}: {len(train)} series, horizon {len(xx)}")
     with _wheel(wheels, "pmdarima") as z:
         source = z.read("pmdarima/datasets/taylor.py").decode()
