@@ -49,7 +49,8 @@ class Series:
 
 @dataclass(frozen=True)
 class Columns:
-    """Column names of a long table (and the time column of a wide one)."""
+    """Column names of a long table; of a wide one, the time column and, where named, the one
+    column to read (one stock's ``Close`` in a file of its Open, High, Low, Close and Volume)."""
 
     stream: str = "stream"
     ts: str = "ts"
@@ -217,7 +218,11 @@ def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
 
 
 def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
+    default = Columns()
+    _require(df, [n for n, d in ((c.ts, default.ts), (c.value, default.value)) if n != d], path, "wide")
     time_col = c.ts if c.ts in df.columns else df.columns[0]
+    if c.value != default.value:  # one column named: one stock's Close in its Open/High/Low/Close/Volume file
+        df = df[[time_col, c.value]]
     hint = (
         f" [read as a wide table with time column {time_col!r}; for a long table (one row per "
         f"observation) name its columns with --stream-col, --ts-col and --value-col; for one row "

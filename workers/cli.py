@@ -54,7 +54,7 @@ def _add_data(p: argparse.ArgumentParser, with_path: bool = True) -> None:
     p.add_argument("--layout", choices=("auto", "long", "wide", "m4"), default="auto")
     p.add_argument("--stream-col", default="stream", help="long layout: stream id column")
     p.add_argument("--ts-col", default="ts", help="time column (numbers: epoch seconds; text: dates)")
-    p.add_argument("--value-col", default="value", help="long layout: value column")
+    p.add_argument("--value-col", default="value", help="value column (of a wide table: the one to read)")
 
 
 DATA_HELP = "CSV (optionally .gz) or parquet: long, wide or M4 layout"

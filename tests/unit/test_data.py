@@ -50,6 +50,16 @@ def test_a_long_table_with_numeric_ids_is_refused_with_the_flags_that_read_it(tm
         load_series(write(tmp_path, "store,day,sales\n1,2024-01-01,5\n2,2024-01-01,7\n"))
 
 
+def test_a_wide_table_reads_only_the_value_column_named(tmp_path: Path) -> None:
+    p = write(tmp_path, "Date,Open,Close,Volume\n2024-01-02,10,11,500\n2024-01-01,9,10,400\n")
+    (close,) = load_series(p, columns=Columns(ts="Date", value="Close"))
+    assert (close.name, list(close.values)) == ("Close", [10.0, 11.0])
+    with pytest.raises(DataError, match="missing column 'Adj Close' for the wide layout"):
+        load_series(p, columns=Columns(value="Adj Close"))
+    with pytest.raises(DataError, match="missing column 'date' for the wide layout"):
+        load_series(p, columns=Columns(ts="date"))
+
+
 def test_wide_table_keeps_gaps_per_stream(tmp_path: Path) -> None:
     p = write(tmp_path, "date,X,Y\n2024-01-01,1,\n2024-01-02,2,5\n")
     x, y = load_series(p)
