@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -219,7 +219,7 @@ def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
 
 def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     default = Columns()
-    _require(df, [n for n, d in ((c.ts, default.ts), (c.value, default.value)) if n != d], path, "wide")
+    _require(df, [n for n, d in zip(astuple(c), astuple(default), strict=True) if n != d], path, "wide")
     time_col = c.ts if c.ts in df.columns else df.columns[0]
     if c.value != default.value:  # one column named: one stock's Close in its Open/High/Low/Close/Volume file
         df = df[[time_col, c.value]]

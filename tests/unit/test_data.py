@@ -58,6 +58,8 @@ def test_a_wide_table_reads_only_the_value_column_named(tmp_path: Path) -> None:
         load_series(p, columns=Columns(value="Adj Close"))
     with pytest.raises(DataError, match="missing column 'date' for the wide layout"):
         load_series(p, columns=Columns(ts="date"))
+    with pytest.raises(DataError, match="missing column 'Ticker' for the wide layout"):
+        load_series(p, columns=Columns(stream="Ticker", ts="Date", value="Close"))
 
 
 def test_wide_table_keeps_gaps_per_stream(tmp_path: Path) -> None:
