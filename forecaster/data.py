@@ -111,11 +111,10 @@ def _detect(df: pd.DataFrame, c: Columns) -> Layout:
 def _rows_are_series(df: pd.DataFrame) -> bool:
     """One row per series under other headers than M4's V1, V2, …: ids first (not times), then
     only numbers, under headers that count positions (0, 1, …; x1, x2, …) or read as dates."""
-    if df.shape[1] < 3 or _is_times(df.iloc[:, 0]):
-        return False
     body = df.columns[1:]
-    numbers = all(pd.api.types.is_numeric_dtype(df[c]) for c in body)
-    return numbers and (_positions(body) or _header_times(body) is not None)
+    if len(body) < 2 or not all(pd.api.types.is_numeric_dtype(df[c]) for c in body):
+        return False
+    return (_positions(body) or _header_times(body) is not None) and not _is_times(df.iloc[:, 0])  # parsed last: slow
 
 
 def _positions(headers: pd.Index) -> bool:
