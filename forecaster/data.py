@@ -246,6 +246,8 @@ def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     """One row per series: its id, then its values in order (empty cells skipped), at the times
     the headers give where they are dates, else at positions 0, 1, …"""
     ids = df.iloc[:, 0].astype(str)
+    if ids.duplicated().any():
+        raise DataError(f"{path}: series {ids[ids.duplicated()].iloc[0]!r} has two rows; keep one of them")
     body = df.iloc[:, 1:]
     times = None if _positions(body.columns) else _header_times(body.columns)
     out = []

@@ -112,6 +112,7 @@ def test_parquet_reads_like_csv(tmp_path: Path) -> None:
             r"column 'a' has two rows at time 1589263200.0 \(2020-05-12 06:00:00 UTC\); keep one",
         ),
         ("stream,ts,value\na,1,1\n", {"min_length": 5}, "series 'a' has 1 values; at least 5"),
+        ("id,0,1\nN1,1,2\nN1,3,4\n", {}, "series 'N1' has two rows; keep one of them"),
         ("", {}, "cannot read"),
     ],
 )
