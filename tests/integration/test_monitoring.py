@@ -21,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")
 
 
+def serves_metrics(worker: Worker) -> bool:
+    try:
+        worker.metrics()
+    except OSError:  # not listening yet
+        return False
+    return True
+
+
 def query(port: int, expr: str) -> list:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -34,6 +42,9 @@ def test_prometheus_answers_every_dashboard_query_from_a_live_worker(
     kafka: BrokerInfo, model_dir: Path, topics: dict[str, str], tmp_path: Path
 ) -> None:
     worker = Worker(kafka, model_dir, topics, tmp_path)
+    # Prometheus's port is picked once the worker holds its own: picked before, it could be the
+    # same free port, and whichever bound second failed (CI: the worker, "Address already in use").
+    wait_for(lambda: serves_metrics(worker), 60, "the worker's metrics endpoint")
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
