@@ -52,7 +52,8 @@ EXTREMES = [  # always sent, whatever hypothesis draws; keyed by their stream id
 @pytest.fixture
 def linked_broker() -> Iterator[tuple[BrokerInfo, Link]]:
     """A broker of its own that clients reach only through a ``Link`` (so the test can cut it)."""
-    port, link_port = broker.free_port(), broker.free_port()
+    port = broker.free_port()
+    link_port = next(p for p in iter(broker.free_port, None) if p != port)  # both are free now, not yet bound
     info = broker.start(port, advertised_port=link_port)
     link = Link(link_port, port)
     try:
