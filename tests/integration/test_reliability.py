@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -400,14 +401,14 @@ def test_a_million_stream_ids_keep_the_cap_and_memory_bounded(
         wait_for(lambda: w.sample("forecaster_evictions_total") >= n - cap, 60, "the last batch's evictions")
         assert w.sample("forecaster_evictions_total") == n - cap
         assert w.sample("forecaster_active_streams") == cap
-        # RSS wanders by ±20 MB from one sample to the next (the clients' buffers come and go), so the
-        # bound is on its trend: the least-squares slope over 200k..1M ids (the first ones warm the pools).
+        # RSS jumps by up to 30 MB at single samples (the clients' buffers come and go), so the bound
+        # is on its trend over 200k..1M ids (the first ones warm the pools), the median of the slopes
+        # between every two samples (Theil-Sen): a least-squares slope took 55.8 bytes per id on CI
+        # from a few such jumps, where a leak grows at every sample.
         ids = [i for i in rss if i >= 200_000]
-        mean_i, mean_mb = sum(ids) / len(ids), sum(rss[i] for i in ids) / len(ids)
-        slope = sum((i - mean_i) * (rss[i] - mean_mb) for i in ids) / sum((i - mean_i) ** 2 for i in ids)
-        per_id = slope * 2**20  # bytes per id
+        per_id = statistics.median((rss[b] - rss[a]) / (b - a) for a in ids for b in ids if b > a) * 2**20
         print(f"1M ids: RSS {min(rss.values()):.0f}-{max(rss.values()):.0f} MB, trend {per_id:.1f} bytes per id")
-        assert per_id < 50  # bounded: the partition map left unpruned measured 98-132 bytes per id
+        assert per_id < 50  # bounded: the partition map left unpruned measured 96-132 bytes per id
         assert w.terminate() == 0
 
 
