@@ -27,9 +27,10 @@ STUCK_SCALE = 0.01
 @dataclass
 class Prepared:
     """One series: features (T, F), targets (T, H) with NaN where the future is unknown, and,
-    with ``level_choices``, the stream's own forecast (T, H), both normalised like the network's
-    outputs, and ``to_mase`` (T,): what turns a normalised error at each position into one in
-    units of the series' mean seasonal difference, as MASE scores it."""
+    with ``level_choices`` or a drift, the stream's own forecast (T, H), both normalised like the
+    network's outputs (without them the own forecast is the anchor: 0), and ``to_mase`` (T,): what
+    turns a normalised error at each position into one in units of the series' mean seasonal
+    difference, as MASE scores it."""
 
     features: Tensor
     targets: Tensor
@@ -56,13 +57,10 @@ def prepare(series: list[Series], scaler: Scaler, horizon: int, chunk: int = 256
                 future[: T - k, k - 1] = x[j, k:T]
             targets = ((future - anchor[j, :T]) / scale[j, :T, None]).float()
             targets[_stuck(x[j, :T], scale[j, :T], scaler.config.scale_alpha)] = float("nan")
-            if scaler.gives_own_forecast:
-                ours = (own[j, :T] - anchor[j, :T]) / scale[j, :T, None]
-                lag = min(scaler.config.seasons[0] if scaler.config.seasons else 1, T - 1)
-                per_mase = max(mase_scale(np.asarray(series[n].values, dtype=np.float64), lag), 1e-12)
-                out[n] = Prepared(features[j, :T], targets, ours.float(), scale[j, :T] / per_mase)
-            else:
-                out[n] = Prepared(features[j, :T], targets)
+            lag = min(scaler.config.seasons[0] if scaler.config.seasons else 1, max(T - 1, 1))
+            per_mase = max(mase_scale(np.asarray(series[n].values, dtype=np.float64), lag), 1e-12)
+            ours = ((own[j, :T] - anchor[j, :T]) / scale[j, :T, None]).float() if scaler.gives_own_forecast else None
+            out[n] = Prepared(features[j, :T], targets, ours, scale[j, :T] / per_mase)
     return [out[n] for n in range(len(series))]
 
 

@@ -60,7 +60,7 @@ def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own
     from forecaster.models import ScalerConfig
 
     scaler = ScalerConfig(seasons=(3, 7), lags=4, seasonal_form=form, **own)
-    model = make(family, scaler=scaler, blend=0.3 if own else 0.0, blend_power=power)
+    model = make(family, scaler=scaler, blend=0.3, blend_power=power)  # without own forecasts: towards the anchor
     x = torch.from_numpy(random_walks(3, 40, seed=6))  # both rings wrap several times
     with torch.no_grad():
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
@@ -81,15 +81,17 @@ def test_own_forecasts_without_seasons_keep_step_equal_to_sequence_and_scale(fam
     assert not torch.equal(own_forecast, anchor)  # and the stream's own forecast is smoothed
 
 
-def test_a_blended_forecast_is_the_networks_and_the_streams_own_in_proportion(family: str) -> None:
+@pytest.mark.parametrize("own", [{"level_choices": (0.05, 0.8), "drift": True}, {}])
+def test_a_blended_forecast_is_the_networks_and_the_streams_own_in_proportion(family: str, own: dict) -> None:
     from forecaster.models import ScalerConfig
 
-    scaler = ScalerConfig(seasons=(3, 7), seasonal_form="multiplicative", level_choices=(0.05, 0.8), drift=True)
+    scaler = ScalerConfig(seasons=(3, 7), seasonal_form="multiplicative", **own)
     network, blended = make(family, scaler=scaler), make(family, scaler=scaler, blend=0.3)
     x = torch.from_numpy(random_walks(3, 40, seed=6))
-    _, _, own, _ = network.scaler.sequence(x)
+    _, anchor, own_forecast, _ = network.scaler.sequence(x)
+    assert torch.equal(own_forecast, anchor) == (not own)  # without own forecasts the blend pulls towards the anchor
     with torch.no_grad():
-        want = 0.7 * network(x) + 0.3 * own[..., None, :]  # the point and every quantile
+        want = 0.7 * network(x) + 0.3 * own_forecast[..., None, :]  # the point and every quantile
         assert torch.allclose(blended(x), want, rtol=1e-9, atol=1e-9)
 
 

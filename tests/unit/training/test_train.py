@@ -146,15 +146,46 @@ def test_the_blend_takes_the_share_of_the_streams_own_forecasts_that_forecasts_b
     noise = torch.randn(200, 3, 4, generator=g)
     network = truth[:, None, :] + noise  # point and quantiles, off the truth
     ones = torch.ones(200)
-    assert fit_blend(_Held(network, truth, truth, ones)) == (1.0, 0.0)  # the streams' own forecasts are the truth
+    assert fit_blend(_Held(network, truth, truth, ones)) == (0.95, 0.0)  # own is the truth: all but the band's share
     assert fit_blend(_Held(truth[:, None, :].expand(-1, 3, -1), truth, truth + noise[:, 0], ones)) == (0.0, 0.0)
     assert fit_blend(_Held(network, truth, truth - noise[:, 0], ones)) == (0.5, 0.0)  # opposite errors cancel halfway
     weights = torch.where(torch.arange(200) < 100, 1.0, 1e-3)  # the first hundred rows weigh: there own is the truth
     mixed = torch.where(torch.arange(200)[:, None] < 100, truth, truth + 3 * noise[:, 0])
-    assert fit_blend(_Held(network, truth, mixed, weights)) == (1.0, 0.0)
+    assert fit_blend(_Held(network, truth, mixed, weights)) == (0.95, 0.0)
     partly_unknown = truth.clone()
     partly_unknown[:150, 2:] = float("nan")  # only the last 50 origins know every step: they alone decide
-    assert fit_blend(_Held(network, partly_unknown, truth + 5 * (torch.arange(200) < 150)[:, None], ones)) == (1.0, 0.0)
+    off_early = truth + 5 * (torch.arange(200) < 150)[:, None]
+    assert fit_blend(_Held(network, partly_unknown, off_early, ones)) == (0.95, 0.0)
+
+
+def test_without_own_forecasts_the_anchor_is_blended_in_where_the_network_forecasts_worse() -> None:
+    """A network far off on a short seasonal series is pulled towards the seasonal anchor:
+    validation holds the anchor (0, normalised) as the streams' own forecast."""
+    series = seasonal_series(n=2, length=120)
+    config = ModelConfig(family="rnn", **TINY, scaler=ScalerConfig(seasons=(12,), smooth_level=0.05))
+    model = ForecastModel(config)
+    with torch.no_grad():
+        model.head.bias.add_(5.0)  # every forecast far above the anchor
+    data = prepare(series, model.scaler, 4)
+    assert all(d.own is None and d.to_mase is not None for d in data)
+    held = _validation_outputs(model.eval(), data, 24)
+    assert held.own is not None and torch.equal(held.own, torch.zeros_like(held.target))
+    assert held.block is not None and held.block.unique().tolist() == [0, 1]  # the gain judged across the series
+    v, power = fit_blend(held)
+    assert v == 0.95 and power == 0.0
+
+
+def test_the_anchor_is_blended_in_only_where_it_gains_more_than_its_standard_error() -> None:
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(200, 4, generator=g)
+    anchor, ones, quarter = torch.zeros(200, 4), torch.ones(200), torch.arange(200) // 50
+    late = (quarter >= 2)[:, None]
+    network = torch.where(late, 0.8 * truth, truth)[:, None, :].expand(-1, 3, -1)
+    target = torch.where(late, 0.8 * truth, torch.zeros(200, 4))  # early: the anchor is right; late: the network
+    assert fit_blend(_Held(network, target, anchor, ones)) == (0.95, 0.0)  # pooled, the anchor gains a little
+    assert fit_blend(_Held(network, target, anchor, ones, None, quarter)) == (0.0, 0.0)  # half the span disagrees
+    everywhere = _Held(network, 0.3 * network[:, 0], anchor, ones, None, quarter)
+    assert fit_blend(everywhere)[0] == 0.7  # the truth 30% of the way from the anchor to the network, everywhere
 
 
 def test_a_share_per_stream_is_taken_where_the_tracked_errors_tell_which_forecast_serves_a_stream() -> None:
