@@ -171,14 +171,29 @@ def _numeric(values: pd.Series, what: str, path: str) -> np.ndarray:
 
 
 def _times(values: pd.Series, path: str) -> np.ndarray:
-    """Numbers are seconds since the epoch; text is parsed as dates (UTC unless it says otherwise)."""
+    """Numbers are seconds since the epoch, unless every one is a day written YYYYMMDD (20240131,
+    as many exports write dates: as seconds they would be 1970); text is parsed as dates (UTC
+    unless it says otherwise)."""
     if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=np.float64)
+        numbers = values.to_numpy(dtype=np.float64)
+        days = _yyyymmdd(numbers)
+        return numbers if days is None else days
     try:
         t = pd.to_datetime(values, utc=True, format="mixed")
     except (ValueError, TypeError) as e:
         raise DataError(f"{path}: time column has a value that is neither a number nor a date ({e})") from e
     return (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def _yyyymmdd(numbers: np.ndarray) -> np.ndarray | None:
+    """Seconds since the epoch of whole numbers that all read as days YYYYMMDD of the years
+    1800–2199 (as seconds: July to October 1970), else None."""
+    if not len(numbers) or not np.all((numbers >= 18_000_101) & (numbers <= 21_991_231) & (numbers % 1 == 0)):
+        return None
+    days = pd.to_datetime(pd.Series(numbers.astype(np.int64).astype(str)), format="%Y%m%d", errors="coerce", utc=True)
+    if days.isna().any():
+        return None
+    return (days - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
 
 
 def _require(df: pd.DataFrame, names: list[str], path: str, layout: str) -> None:

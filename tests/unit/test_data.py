@@ -40,6 +40,16 @@ def test_long_table_of_ids_dates_and_numbers_is_read_whatever_its_column_names(t
     assert msft.ts[0] == pd.Timestamp("2000-01-01", tz="UTC").timestamp()
 
 
+def test_days_written_as_yyyymmdd_numbers_are_read_as_dates(tmp_path: Path) -> None:
+    weeks = pd.date_range("1958-03-29", periods=120, freq="7D")
+    rows = "".join(f"{d:%Y%m%d},{300 + i % 52}\n" for i, d in enumerate(weeks))
+    (co2,) = load_series(write(tmp_path, "date,co2\n" + rows))  # statsmodels' CO2 file, as it is written
+    assert co2.ts[0] == pd.Timestamp("1958-03-29", tz="UTC").timestamp()
+    assert seasons_of([co2]) == (52,)  # weekly: the year's 52 weeks, from the dates
+    (other,) = load_series(write(tmp_path, "t,x\n20240131,1\n20240132,2\n", "bad.csv"))  # not a day: seconds
+    assert list(other.ts) == [20240131.0, 20240132.0]
+
+
 def test_a_three_column_table_led_by_times_stays_wide(tmp_path: Path) -> None:
     p = write(tmp_path, "date,X,Y\n2024-01-01,1,2\n2024-01-02,3,4\n")
     assert [s.name for s in load_series(p)] == ["X", "Y"]
