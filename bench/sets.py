@@ -114,18 +114,16 @@ def _array(z: zipfile.ZipFile, member: str) -> np.ndarray:
 
 def _classic(z: zipfile.ZipFile, name: str, member: str | None, freq: str | None, start: str | None) -> pd.DataFrame:
     """One classic series as a long table (stream, ts, value), its dates as the source states them."""
-    if member is None:
-        values = _array(z, f"pmdarima/datasets/{name}.py")
-    elif member.endswith(".txt.gz"):  # whitespace-separated numbers, in order
-        values = np.array(gzip.decompress(z.read(member)).decode().split(), float)
-    else:  # statsmodels: a date or year column, then the values; a CO2 week not measured is empty
-        table = pd.read_csv(io.BytesIO(z.read(member)))
-        values = table.iloc[:, 1].to_numpy(float)
+    if member is not None and member.endswith(".csv"):  # statsmodels: a date or year column, then the values
+        table = pd.read_csv(io.BytesIO(z.read(member)))  # a CO2 week not measured is empty
         when = table.iloc[:, 0].astype(str)
         fmt = "%Y%m%d" if when.str.len().eq(8).all() else "%Y" if when.str.len().eq(4).all() else "%b-%d-%Y"
-        ts = pd.to_datetime(when, format=fmt)
-    if member is None or member.endswith(".txt.gz"):
-        ts = pd.date_range(start, periods=len(values), freq=freq) if freq else np.arange(len(values))
+        return pd.DataFrame({"stream": name, "ts": pd.to_datetime(when, format=fmt), "value": table.iloc[:, 1].astype(float)})
+    if member is None:
+        values = _array(z, f"pmdarima/datasets/{name}.py")
+    else:  # whitespace-separated numbers, in order
+        values = np.array(gzip.decompress(z.read(member)).decode().split(), float)
+    ts = pd.date_range(start, periods=len(values), freq=freq) if freq else np.arange(len(values))
     return pd.DataFrame({"stream": name, "ts": ts, "value": values})
 
 
