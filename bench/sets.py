@@ -118,7 +118,8 @@ def _classic(z: zipfile.ZipFile, name: str, member: str | None, freq: str | None
         table = pd.read_csv(io.BytesIO(z.read(member)))  # a CO2 week not measured is empty
         when = table.iloc[:, 0].astype(str)
         fmt = "%Y%m%d" if when.str.len().eq(8).all() else "%Y" if when.str.len().eq(4).all() else "%b-%d-%Y"
-        return pd.DataFrame({"stream": name, "ts": pd.to_datetime(when, format=fmt), "value": table.iloc[:, 1].astype(float)})
+        values = table.iloc[:, 1].to_numpy(float)
+        return pd.DataFrame({"stream": name, "ts": pd.to_datetime(when, format=fmt), "value": values})
     if member is None:
         values = _array(z, f"pmdarima/datasets/{name}.py")
     else:  # whitespace-separated numbers, in order
