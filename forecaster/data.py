@@ -11,6 +11,7 @@ gzipped) and parquet. Every problem with a file is a ``DataError`` with one line
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
@@ -80,7 +81,7 @@ def load_series(
 ) -> list[Series]:
     """Every series of a file or a frame, each sorted by time, at least ``min_length`` long. A
     long table with Nixtla's column names (unique_id, ds, y) is read as such by default."""
-    df = source if isinstance(source, pd.DataFrame) else read_table(source)
+    df = _without_row_numbers(source if isinstance(source, pd.DataFrame) else read_table(source))
     path = "the frame" if isinstance(source, pd.DataFrame) else str(source)
     if df.empty:
         raise DataError(f"{path}: the table holds no rows")
@@ -97,6 +98,16 @@ def load_series(
         if len(s) < min_length:
             raise DataError(f"{path}: series {s.name!r} has {len(s)} values; at least {min_length} are needed")
     return series
+
+
+def _without_row_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """The table less a first column of row numbers under no header (``Unnamed: 0``: 0, 1, 2, …
+    or 1, 2, 3, …), as pandas' ``to_csv`` and R's ``write.csv`` write them by default."""
+    if len(df.columns) < 2 or str(df.columns[0]) != "Unnamed: 0":
+        return df
+    first = pd.to_numeric(df.iloc[:, 0], errors="coerce").to_numpy()
+    counts = np.arange(len(df))
+    return df.iloc[:, 1:] if any(np.array_equal(first, counts + k) for k in (0, 1)) else df
 
 
 def _detect(df: pd.DataFrame, c: Columns) -> Layout:
@@ -137,12 +148,12 @@ def _header_times(headers: pd.Index) -> np.ndarray | None:
 
 
 def _long_columns(df: pd.DataFrame) -> Columns | None:
-    """The columns of a long table named otherwise (``symbol,date,price``), where they can be
-    told apart: three columns, the first not times (so not a wide table's time column), one of
-    text ids, one of dates, one of numbers. None where that is not so."""
-    if len(df.columns) != 3 or _is_times(df.iloc[:, 0]):
-        return None
+    """The columns of a long table named otherwise (``symbol,date,price``; ``year,source,
+    net_generation``), where they can be told apart: three columns, in any order, one of text
+    ids, one of dates, one of numbers. None where that is not so."""
     numbers = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+    if len(df.columns) != 3 or len(numbers) != 1:  # checked before any text is parsed as dates: slow
+        return None
     dates = [c for c in df.columns if c not in numbers and _is_times(df[c])]
     ids = [c for c in df.columns if c not in numbers and c not in dates]
     if len(numbers) == len(dates) == len(ids) == 1:
@@ -179,10 +190,25 @@ def _times(values: pd.Series, path: str) -> np.ndarray:
         days = _yyyymmdd(numbers)
         return numbers if days is None else days
     try:
-        t = pd.to_datetime(values, utc=True, format="mixed")
+        t = pd.to_datetime(_periods_as_dates(values), utc=True, format="mixed")
     except (ValueError, TypeError) as e:
         raise DataError(f"{path}: time column has a value that is neither a number nor a date ({e})") from e
     return (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def _periods_as_dates(values: pd.Series) -> pd.Series:
+    """Quarters and ISO weeks written as R's tsibble writes them (``1970 Q1``, ``2015 W07``),
+    which pandas does not parse, as their first days; other text as it is."""
+    if not len(values) or not re.fullmatch(r"\d{4} ?-? ?[QW]\d{1,2}", str(values.iloc[0]).strip()):
+        return values  # the first value decides whether the whole column is worth matching
+    text = values.astype(str).str.strip()
+    quarter = text.str.extract(r"^(\d{4}) ?-? ?Q([1-4])$")
+    if quarter.notna().all().all():
+        return quarter[0] + "-" + ((quarter[1].astype(int) - 1) * 3 + 1).astype(str).str.zfill(2) + "-01"
+    week = text.str.extract(r"^(\d{4}) ?-? ?W(\d{2})$")
+    if week.notna().all().all():
+        return pd.Series(pd.to_datetime(week[0] + "-W" + week[1] + "-1", format="%G-W%V-%u"))
+    return values
 
 
 def _yyyymmdd(numbers: np.ndarray) -> np.ndarray | None:
@@ -234,13 +260,13 @@ def _unique_times(ts: np.ndarray, what: str, path: str) -> None:
 def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     default = Columns()
     _require(df, [n for n, d in zip(astuple(c), astuple(default), strict=True) if n != d], path, "wide")
-    time_col = c.ts if c.ts in df.columns else df.columns[0]
+    time_col = c.ts if c.ts in df.columns else _time_column(df)
     if c.value != default.value:  # one column named: one stock's Close in its Open/High/Low/Close/Volume file
         df = df[[time_col, c.value]]
     hint = (
-        f" [read as a wide table with time column {time_col!r}; for a long table (one row per "
-        f"observation) name its columns with --stream-col, --ts-col and --value-col; for one row "
-        f"per series, --layout m4]"
+        f" [read as a wide table with time column {time_col!r}; to read one of its columns, name "
+        f"it with --value-col; for a long table (one row per observation) name its columns with "
+        f"--stream-col, --ts-col and --value-col; for one row per series, --layout m4]"
     )
     try:
         ts = _times(df[time_col], path)
@@ -252,9 +278,19 @@ def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
     for col, v in values.items():
         v = v[order]
         keep = ~np.isnan(v)
-        _unique_times(ts[order][keep], f"column {col!r}", path)
+        try:  # a long table of numeric ids read as wide repeats its times
+            _unique_times(ts[order][keep], f"column {col!r}", path)
+        except DataError as e:
+            raise DataError(f"{e}{hint}") from e
         out.append(Series(str(col), ts[order][keep], v[keep]))
     return out
+
+
+def _time_column(df: pd.DataFrame) -> str:
+    """A wide table's time column: its only text column where that one reads as dates
+    (``temp,date``), else the first."""
+    first, text = df.columns[0], [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    return text[0] if len(text) == 1 and text[0] != first and _is_times(df[text[0]]) else first
 
 
 def _m4(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:

@@ -40,6 +40,40 @@ def test_long_table_of_ids_dates_and_numbers_is_read_whatever_its_column_names(t
     assert msft.ts[0] == pd.Timestamp("2000-01-01", tz="UTC").timestamp()
 
 
+def test_a_long_table_led_by_its_dates_is_read_as_long(tmp_path: Path) -> None:
+    p = write(tmp_path, "year,source,net_generation\n2001-01-01,Coal,35361\n2001-01-01,Wind,1\n2002-01-01,Wind,2\n")
+    coal, wind = load_series(p)  # vega's iowa-electricity.csv, as it is written
+    assert (coal.name, list(wind.values)) == ("Coal", [1.0, 2.0])
+
+
+def test_a_wide_tables_text_dates_are_its_time_column_wherever_it_stands(tmp_path: Path) -> None:
+    (temp,) = load_series(write(tmp_path, "temp,date\n47.8,2010/01/01 01:00:00\n47.4,2010/01/01 00:00:00\n"))
+    assert (temp.name, list(temp.values)) == ("temp", [47.4, 47.8])  # vega's sf-temps.csv, as it is written
+    assert temp.ts[0] == pd.Timestamp("2010-01-01", tz="UTC").timestamp()
+
+
+@pytest.mark.parametrize("counts", [range(3), range(1, 4)])
+def test_row_numbers_written_without_a_header_are_not_a_stream(tmp_path: Path, counts: range) -> None:
+    rows = "".join(f"{i},2024-01-0{i + 1},{i}\n" for i in counts)  # pandas' to_csv (0, 1, …), R's write.csv (1, 2, …)
+    (x,) = load_series(write(tmp_path, ",date,x\n" + rows))
+    assert x.name == "x" and len(x) == 3
+    kept = load_series(write(tmp_path, ",date,x\n7,2024-01-01,1\n9,2024-01-02,2\n", "kept.csv"))
+    assert [s.name for s in kept] == ["Unnamed: 0", "x"]  # not row numbers: a stream
+
+
+@pytest.mark.parametrize(
+    ("text", "first", "step_days"),
+    [("1970 Q1", "1970-01-01", 90), ("1970Q1", "1970-01-01", 90), ("2015 W01", "2014-12-29", 7)],
+)
+def test_quarters_and_iso_weeks_as_tsibble_writes_them_are_dates(
+    tmp_path: Path, text: str, first: str, step_days: int
+) -> None:
+    nxt = text.replace("Q1", "Q2").replace("W01", "W02")
+    (s,) = load_series(write(tmp_path, f"Quarter,Consumption\n{nxt},2\n{text},1\n"))
+    assert list(s.values) == [1.0, 2.0] and s.ts[0] == pd.Timestamp(first, tz="UTC").timestamp()
+    assert s.ts[1] - s.ts[0] == step_days * 86_400
+
+
 def test_days_written_as_yyyymmdd_numbers_are_read_as_dates(tmp_path: Path) -> None:
     weeks = pd.date_range("1958-03-29", periods=120, freq="7D")
     rows = "".join(f"{d:%Y%m%d},{300 + i % 52}\n" for i, d in enumerate(weeks))
@@ -56,7 +90,7 @@ def test_a_three_column_table_led_by_times_stays_wide(tmp_path: Path) -> None:
 
 
 def test_a_long_table_with_numeric_ids_is_refused_with_the_flags_that_read_it(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="non-numeric value '2024-01-01' in column 'day'.*--stream-col"):
+    with pytest.raises(DataError, match="'store' has two rows at time.*time column 'day'.*--stream-col"):
         load_series(write(tmp_path, "store,day,sales\n1,2024-01-01,5\n2,2024-01-01,7\n"))
 
 
