@@ -113,6 +113,14 @@ def test_calibration_factor_covers_the_requested_share() -> None:
     assert abs(float(((t.abs() <= c).float()).mean()) - 0.8) < 0.01
 
 
+def test_calibration_widens_a_band_shrunk_twenty_times_by_the_blend() -> None:
+    t = torch.tensor(np.random.default_rng(3).normal(0, 50.0, (500, 3)))
+    y = torch.zeros(500, 4, 3)
+    y[:, 1], y[:, 3] = -0.05, 0.05  # a band of ±1 blended with v = 0.95; truths of sd 50
+    c = calibrate_interval(y, t, 0.8)
+    assert abs(float(((t.abs() <= 0.05 * c).float()).mean()) - 0.8) < 0.01  # c > 1000, past the old cap of 100
+
+
 def test_calibration_weighs_every_horizon_alike_though_later_ones_are_known_at_fewer_origins() -> None:
     rng = np.random.default_rng(2)
     t = torch.tensor(rng.normal(0, 1.0, (900, 3)) * np.array([1.0, 2.0, 4.0]))  # spread grows with the horizon
