@@ -6,7 +6,7 @@ import numpy as np
 
 from forecaster.data import Series
 from forecaster.models import ScalerConfig
-from forecaster.training.seasonal import ALPHAS, GAMMAS, LEVEL_CHOICES, TOLERANCE, choose_seasonal
+from forecaster.training.seasonal import ALPHAS, GAMMAS, LEVEL_CHOICES, TOLERANCE, UNJUDGED_LEVEL, choose_seasonal
 from tests.conftest import random_walks
 from tests.unit.training.test_train import seasonal_series
 
@@ -43,10 +43,11 @@ def test_prices_without_a_cycle_get_no_season_unless_one_is_asked_for() -> None:
     assert kept.seasons == (7,)  # --season is obeyed; only the weights are chosen
 
 
-def test_nothing_to_choose_leaves_the_scaler_as_it_was() -> None:
-    base = ScalerConfig(seasons=(12,), smooth_level=0.3)
-    short = [Series("s", np.arange(5.0), np.ones(5))]
-    assert choose_seasonal(short, base, horizon=8).scaler == base
+def test_too_short_to_judge_keeps_the_seasons_with_a_level_that_follows_the_data() -> None:
+    base = ScalerConfig(seasons=(12,))
+    short = [Series("s", np.arange(21.0), np.ones(21))]  # 39 months less 18 held out: not 12 + 18 to score
+    assert choose_seasonal(short, base, horizon=18).scaler == base.model_copy(update={"smooth_level": UNJUDGED_LEVEL})
+    assert base.smooth_level < UNJUDGED_LEVEL  # the default would hold the level at the first values
     assert choose_seasonal(seasonal_series(), ScalerConfig(), horizon=8).scaler.seasons == ()  # none to try
 
 
