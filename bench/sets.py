@@ -146,7 +146,7 @@ def _classics(wheels: Path, out: Path) -> None:
 
 
 def run(data: Path, name: str, minutes: float, out: Path, members: int = 1) -> dict:
-    """Every family and baseline on one prepared set; writes <out>/<name>.json."""
+    """Every family and baseline on one prepared set; writes <out>/<name>.json (``_written``)."""
     train, test = load_series(data / f"{name}-train.csv"), load_series(data / f"{name}-test.csv")
     rolling = len(train) == 1  # one stream: score every origin of its held-out span
     horizon = ROLLING_HORIZON[name] if rolling else len(test[0])
@@ -184,9 +184,7 @@ def run(data: Path, name: str, minutes: float, out: Path, members: int = 1) -> d
         rows |= _statsforecast_rows(name, made, horizon, season)
     result = {"set": name, "series": len(train), "horizon": horizon, "season": season, "minutes": minutes}
     result |= {"members": members, "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}{f'-x{members}' if members > 1 else ''}.json").write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return _written(result, out / name)
 
 
 def _statsforecast_rows(name: str, made: list[tuple[str, np.ndarray, np.ndarray]], horizon: int, season: int) -> dict:
@@ -232,8 +230,16 @@ def alone(data: Path, name: str, count: int, minutes: float, out: Path, members:
     rows |= _statsforecast_rows(name, origins(split(train, test, horizon), horizon, False), horizon, season)
     result = {"set": name, "alone": len(train), "horizon": horizon, "season": season, "minutes": minutes}
     result |= {"members": members, "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}-alone{f'-x{members}' if members > 1 else ''}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return _written(result, out / f"{name}-alone")
+
+
+def _written(result: dict, stem: Path) -> dict:
+    """``result`` written to <stem>.json, or <stem>-x<K>.json for K members."""
+    members = result["members"]
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_name(f"{stem.name}{f'-x{members}' if members > 1 else ''}.json").write_text(
+        json.dumps(result, indent=1) + "\n"
+    )
     return result
 
 
