@@ -202,9 +202,8 @@ def _periods_as_dates(values: pd.Series) -> pd.Series:
     if not len(values) or not re.fullmatch(r"\d{4} ?-? ?[QW]\d{1,2}", str(values.iloc[0]).strip()):
         return values  # the first value decides whether the whole column is worth matching
     text = values.astype(str).str.strip()
-    quarter = text.str.extract(r"^(\d{4}) ?-? ?Q([1-4])$")
-    if quarter.notna().all().all():
-        return quarter[0] + "-" + ((quarter[1].astype(int) - 1) * 3 + 1).astype(str).str.zfill(2) + "-01"
+    if text.str.fullmatch(r"\d{4} ?-? ?Q[1-4]").all():
+        return text.str.replace(r"\D*Q", "Q", regex=True)  # 1970Q1, which pandas reads
     week = text.str.extract(r"^(\d{4}) ?-? ?W(\d{2})$")
     if week.notna().all().all():
         return pd.Series(pd.to_datetime(week[0] + "-W" + week[1] + "-1", format="%G-W%V-%u"))
@@ -268,21 +267,18 @@ def _wide(df: pd.DataFrame, c: Columns, path: str) -> list[Series]:
         f"it with --value-col; for a long table (one row per observation) name its columns with "
         f"--stream-col, --ts-col and --value-col; for one row per series, --layout m4]"
     )
-    try:
+    try:  # (a long table of numeric ids read as wide repeats its times)
         ts = _times(df[time_col], path)
         values = {col: _numeric(df[col], f"column {col!r}", path) for col in df.columns if col != time_col}
+        order = np.argsort(ts, kind="stable")
+        out = []
+        for col, v in values.items():
+            v = v[order]
+            keep = ~np.isnan(v)
+            _unique_times(ts[order][keep], f"column {col!r}", path)
+            out.append(Series(str(col), ts[order][keep], v[keep]))
     except DataError as e:
         raise DataError(f"{e}{hint}") from e
-    order = np.argsort(ts, kind="stable")
-    out = []
-    for col, v in values.items():
-        v = v[order]
-        keep = ~np.isnan(v)
-        try:  # a long table of numeric ids read as wide repeats its times
-            _unique_times(ts[order][keep], f"column {col!r}", path)
-        except DataError as e:
-            raise DataError(f"{e}{hint}") from e
-        out.append(Series(str(col), ts[order][keep], v[keep]))
     return out
 
 
