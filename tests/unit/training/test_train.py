@@ -9,7 +9,9 @@ from forecaster.models import ForecastModel, ModelConfig, ScalerConfig
 from forecaster.training import TrainConfig, train
 from forecaster.training.loss import forecast_loss, horizon_loss
 from forecaster.training.trainer import (
+    EQUAL,
     MAX_VALIDATION_SERIES,
+    MIN_FULL_ORIGINS,
     MIN_VALIDATION_ORIGINS,
     POWERS,
     _band_coverage,
@@ -194,6 +196,18 @@ def test_the_anchor_is_blended_in_only_where_it_gains_more_than_its_standard_err
     assert fit_blend(_Held(network, target, anchor, ones, None, quarter)) == (0.0, 0.0)  # half the span disagrees
     everywhere = _Held(network, 0.3 * network[:, 0], anchor, ones, None, quarter)
     assert fit_blend(everywhere)[0] == 0.7  # the truth 30% of the way from the anchor to the network, everywhere
+
+
+def test_a_span_with_too_few_complete_forecasts_weighs_the_network_and_the_own_forecast_equally() -> None:
+    """One short series holds out H values: a single origin knows all H ahead, too little to fit
+    a share on, however well the own forecast did there."""
+    H, n = 4, MIN_FULL_ORIGINS - 1 + 4  # held-out origins: all but the last H - 1 know every step
+    truth = torch.randn(n, H, generator=torch.Generator().manual_seed(0))
+    truth[torch.arange(n)[:, None] + torch.arange(H)[None, :] >= n] = float("nan")  # origin i knows n - i steps
+    network = torch.nan_to_num(truth)[:, None, :].expand(-1, 3, -1) + 1.0  # off by one everywhere
+    own = torch.nan_to_num(truth)  # right everywhere
+    assert fit_blend(_Held(network[1:], truth[1:], own[1:], torch.ones(n - 1))) == (EQUAL, 0.0)
+    assert fit_blend(_Held(network, truth, own, torch.ones(n))) == (0.95, 0.0)  # MIN_FULL_ORIGINS: fitted
 
 
 def test_a_share_per_stream_is_taken_where_the_tracked_errors_tell_which_forecast_serves_a_stream() -> None:
