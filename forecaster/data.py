@@ -202,8 +202,8 @@ def _periods_as_dates(values: pd.Series) -> pd.Series:
     if not len(values) or not re.fullmatch(r"\d{4} ?-? ?[QW]\d{1,2}", str(values.iloc[0]).strip()):
         return values  # the first value decides whether the whole column is worth matching
     text = values.astype(str).str.strip()
-    if text.str.fullmatch(r"\d{4} ?-? ?Q[1-4]").all():
-        return text.str.replace(r"\D*Q", "Q", regex=True)  # 1970Q1, which pandas reads
+    if text.str.fullmatch(r"\d{4} ?-? ?Q[1-4]").all():  # as periods: pandas deprecates reading 1970Q1 as a date
+        return pd.Series(pd.PeriodIndex(text.str.replace(r"\D*Q", "Q", regex=True), freq="Q").to_timestamp())
     week = text.str.extract(r"^(\d{4}) ?-? ?W(\d{2})$")
     if week.notna().all().all():
         return pd.Series(pd.to_datetime(week[0] + "-W" + week[1] + "-1", format="%G-W%V-%u"))
