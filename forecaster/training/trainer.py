@@ -205,8 +205,8 @@ def fit_blend(held: _Held) -> tuple[float, float]:
         raise ValueError("no own forecasts to blend: the scaler needs seasons and level_choices")
     if int(full.sum()) < MIN_FULL_ORIGINS:
         return EQUAL, 0.0
-    y, own, truth = held.y[full], held.own[full], torch.nan_to_num(target[full])
-    known, weight = ~torch.isnan(target[full]), held.to_mase[full, None]
+    y, own, truth, weight = held.y[full], held.own[full], target[full], held.to_mase[full, None]
+    known = torch.ones_like(truth, dtype=torch.bool)  # complete origins only
 
     def error(share: Tensor | float) -> float:
         return float(step_mean(weight * (truth - _blended(y, own, share)[:, 0]).abs(), known))
