@@ -40,6 +40,7 @@ GAMMAS = (0.05, 0.2, 0.5)  # seasonal weights tried
 TOLERANCE = 0.02  # the one-standard-error rule's margin, at most this share of the best score
 LEVEL_CHOICES = (*ALPHAS, 0.8)  # the level weights a stream may choose among (0.8: trending quarterly series)
 MIN_SHARE = 0.05  # a level weight is offered to the streams if it forecasts this share of the series best
+MIN_ORIGINS = 4  # the fewest forecast origins a series without seasons is judged on
 MAX_SERIES = 256  # a seeded sample of a wider data set: the weights are global, a sample pins them
 # The level weight where no series is long enough to judge the weights on (one monthly series of
 # up to ~4 years): a level that follows the data. The default, 0.001, suits long series (M4
@@ -122,7 +123,11 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
     to blend in, where that beats the random walk on the training data (yearly series: the
     Theta method is what the M3 and Tourism competitions' yearly sets favour)."""
     span = 4 * horizon
-    usable = _sample([s for s in series if len(s) > span + horizon], seed)
+    long = [s for s in series if len(s) > span + horizon]
+    # Where none is that long, the series are judged on the origins they have, and their own
+    # forecast must beat the random walk by a standard error there: one M3 monthly series of 4-10
+    # years trained alone was otherwise left to the random walk unjudged.
+    usable = _sample(long or [s for s in series if len(s) >= horizon + MIN_ORIGINS], seed)
     if not usable:
         return SeasonalChoice(base, {}, float("nan"), float("nan"))
     x, lengths = _tails(usable, span + horizon + Scaler(base, horizon).memory)
@@ -130,7 +135,7 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
     def own_errors(config: ScalerConfig) -> np.ndarray:
         return _anchor_errors(x, lengths, Scaler(config, horizon).sequence(x)[2], horizon, span, 0)
 
-    random_walk = float(own_errors(base.model_copy(update={"level_choices": (), "drift": False})).mean())
+    walk = own_errors(base.model_copy(update={"level_choices": (), "drift": False}))
     each = np.stack(
         [own_errors(base.model_copy(update={"smooth_level": a, "level_choices": (a,)})) for a in LEVEL_CHOICES]
     )
@@ -139,10 +144,12 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
         base.model_copy(update={"smooth_level": alpha, "level_choices": _offered(each), "drift": drift})
         for drift in (False, True)
     ]
-    tried = {c: float(own_errors(c).mean()) for c in candidates}
-    best = min(tried, key=tried.__getitem__)
-    chosen = best if tried[best] < random_walk else base
-    return SeasonalChoice(chosen, {}, random_walk, float("nan"), tried[best], random_walk)
+    tried = {c: own_errors(c) for c in candidates}
+    best = min(tried, key=lambda c: tried[c].mean())
+    gain = walk - tried[best]  # per series, or per quarter of one series' span: two or more
+    margin = 0.0 if long else float(gain.std(ddof=1) / np.sqrt(len(gain)))  # few origins: a clear gain
+    chosen = best if gain.mean() > margin else base
+    return SeasonalChoice(chosen, {}, float(walk.mean()), float("nan"), float(tried[best].mean()), float(walk.mean()))
 
 
 def choose_seasonal(

@@ -87,6 +87,23 @@ def test_without_seasons_trending_series_are_offered_their_own_smoothing_and_a_d
     assert choose_seasonal(walks, ScalerConfig(), horizon=6).scaler == ScalerConfig()
 
 
+def test_one_short_series_without_seasons_is_judged_on_the_origins_it_has_and_must_gain_clearly() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(32.0)  # 50 months less 18 held out: not 4 x 18 + 18 long, 14 origins
+    trends = [
+        choose_seasonal([Series("t", t, 100 + 3 * t + rng.normal(0, 2, 32))], ScalerConfig(), 18) for _ in range(10)
+    ]
+    assert all(c.scaler.drift and c.per_stream < c.random_walk for c in trends)  # not left to the random walk
+    walks = [
+        choose_seasonal([Series("w", t, 100 + np.cumsum(rng.normal(0, 3, 32)))], ScalerConfig(), 18) for _ in range(40)
+    ]
+    # A chance gain on 14 origins is not taken: most random walks keep it (without the standard
+    # error, 18 of these 40 did).
+    assert sum(c.scaler == ScalerConfig() for c in walks) > len(walks) / 2
+    too_short = [Series("s", t[:21], 100 + 3 * t[:21])]  # fewer than MIN_ORIGINS origins
+    assert choose_seasonal(too_short, ScalerConfig(), horizon=18).scaler == ScalerConfig()
+
+
 def test_one_weight_that_serves_every_series_is_kept_alone() -> None:
     t = np.arange(300.0)
     cycles = [Series(f"c{i}", t, (i + 1) * (100 + 30 * np.sin(2 * np.pi * t / 6))) for i in range(4)]
