@@ -20,7 +20,8 @@ for the model to blend with the network's forecast): offered where that forecast
 chosen weight's, as on business series that differ in how fast their level moves; and beside
 them a Theta drift (``ScalerConfig.drift``), where it forecasts better still, as on trending ones.
 Where no season is kept (or none is a candidate: yearly data), the same own forecasts are offered
-without profiles where they beat the random walk, the anchor then (``_without_seasons``).
+without profiles where they beat the random walk, the anchor then (``_without_seasons``); one
+short series, judged on the few origins it has, must beat it by a standard error.
 """
 
 from __future__ import annotations
