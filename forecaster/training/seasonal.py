@@ -103,6 +103,11 @@ def _tails(series: list[Series], n: int) -> tuple[torch.Tensor, np.ndarray]:
     return x, lengths
 
 
+def _standard_error(e: np.ndarray) -> float:
+    """The standard error of the mean of ``e`` (0 for a single value)."""
+    return float(e.std(ddof=1) / np.sqrt(len(e))) if len(e) > 1 else 0.0
+
+
 def _sample(series: list[Series], seed: int) -> list[Series]:
     """At most MAX_SERIES of ``series``, a seeded sample in their order."""
     if len(series) <= MAX_SERIES:
@@ -148,9 +153,10 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
     tried = {c: own_errors(c) for c in candidates}
     best = min(tried, key=lambda c: tried[c].mean())
     gain = walk - tried[best]  # per series, or per quarter of one series' span: two or more
-    margin = 0.0 if long else float(gain.std(ddof=1) / np.sqrt(len(gain)))  # few origins: a clear gain
+    margin = 0.0 if long else _standard_error(gain)  # few origins: a clear gain
     chosen = best if gain.mean() > margin else base
-    return SeasonalChoice(chosen, {}, float(walk.mean()), float("nan"), float(tried[best].mean()), float(walk.mean()))
+    random_walk = float(walk.mean())
+    return SeasonalChoice(chosen, {}, random_walk, float("nan"), float(tried[best].mean()), random_walk)
 
 
 def choose_seasonal(
@@ -208,7 +214,7 @@ def choose_seasonal(
     # the random walk): a handful of series has a wide standard error, which must not buy
     # smoothness with accuracy.
     e = errors[best]
-    se = e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else 0.0
+    se = _standard_error(e)
     reference = min(level, random_walk) if may_drop else np.inf
     bar = min(scores[best] + se, scores[best] * (1 + TOLERANCE), max(scores[best], reference))
     # Within that bar the multiplicative form comes first (where it was tried): its factors follow
