@@ -206,25 +206,23 @@ def fit_blend(held: _Held) -> tuple[float, float]:
     if int(full.sum()) < MIN_FULL_ORIGINS:
         return EQUAL, 0.0
     y, own, truth, weight = held.y[full], held.own[full], target[full], held.to_mase[full, None]
-    known = torch.ones_like(truth, dtype=torch.bool)  # complete origins only
 
-    def error(share: Tensor | float) -> float:
-        return float(step_mean(weight * (truth - _blended(y, own, share)[:, 0]).abs(), known))
+    def error(share: Tensor | float) -> float:  # complete origins: each step's mean, then over steps
+        return float((weight * (truth - _blended(y, own, share)[:, 0]).abs()).mean(0).mean())
 
     errors = {(v, 0.0): error(v) for v in BLENDS}
     v = min(errors, key=errors.__getitem__)[0]
     if held.block is not None:
-        return (v, 0.0) if _clear_gain(y, own, truth, known, weight, held.block[full], v) else (0.0, 0.0)
+        return (v, 0.0) if _clear_gain(y, own, truth, weight, held.block[full], v) else (0.0, 0.0)
     if held.errors is not None:
         errors |= {(v, p): error(own_share(held.errors[full], p, v)) for p in POWERS}
     return min(errors, key=errors.__getitem__)
 
 
-def _clear_gain(y: Tensor, own: Tensor, truth: Tensor, known: Tensor, weight: Tensor, block: Tensor, v: float) -> bool:
+def _clear_gain(y: Tensor, own: Tensor, truth: Tensor, weight: Tensor, block: Tensor, v: float) -> bool:
     """Whether the share ``v`` lowers the scaled error by more than one standard error of the gain
     across ``block`` (each row's series, or quarter of a single series' span)."""
-    gain = ((truth - y[:, 0]).abs() - (truth - _blended(y, own, v)[:, 0]).abs()) * weight * known
-    per_row = gain.sum(dim=1) / known.sum(dim=1).clamp(min=1)
+    per_row = (((truth - y[:, 0]).abs() - (truth - _blended(y, own, v)[:, 0]).abs()) * weight).mean(dim=1)
     ids, index = block.unique(return_inverse=True)
     means = torch.zeros(len(ids)).index_add_(0, index, per_row.float()) / torch.bincount(index).float()
     if len(means) < 2:
