@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -196,6 +198,26 @@ def test_the_anchor_is_blended_in_only_where_it_gains_more_than_its_standard_err
     assert fit_blend(_Held(network, target, anchor, ones, None, quarter)) == (0.0, 0.0)  # half the span disagrees
     everywhere = _Held(network, 0.3 * network[:, 0], anchor, ones, None, quarter)
     assert fit_blend(everywhere)[0] == 0.7  # the truth 30% of the way from the anchor to the network, everywhere
+
+
+def test_on_a_span_of_overlapping_quarters_an_unclear_gain_weighs_the_two_the_same() -> None:
+    """One series with fewer than 4H complete origins: each quarter's forecasts overlap, so an
+    unclear gain is not evidence for the network alone; where no share gains, it still stands alone."""
+    H = 4
+
+    def span(n: int, exact: bool = False, quarters: bool = True) -> _Held:
+        """Early: the anchor (0) is right; late: the network (unless ``exact``: right everywhere)."""
+        truth, quarter = torch.randn(n, H, generator=torch.Generator().manual_seed(0)), torch.arange(n) * 4 // n
+        late = (quarter >= 2)[:, None]
+        network = torch.where(late, 0.8 * truth, truth)[:, None, :].expand(-1, 3, -1)
+        target = network[:, 0] if exact else torch.where(late, 0.8 * truth, torch.zeros(n, H))
+        return _Held(network, target, torch.zeros(n, H), torch.ones(n), None, quarter, quarters)
+
+    assert fit_blend(span(4 * H - 1)) == (EQUAL, 0.0)
+    assert fit_blend(span(4 * H - 1, exact=True)) == (0.0, 0.0)  # no share gains
+    assert fit_blend(span(4 * H - 1, quarters=False)) == (0.0, 0.0)  # four series: their gains are independent
+    assert fit_blend(span(4 * H)) == (0.0, 0.0)  # 4H complete origins: the quarters judge
+    assert fit_blend(replace(span(4 * H), block=None))[0] > 0  # there pooled, a share gains
 
 
 def test_a_span_with_too_few_complete_forecasts_weighs_the_network_and_the_own_forecast_equally() -> None:
