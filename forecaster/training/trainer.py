@@ -222,7 +222,7 @@ def fit_blend(held: _Held) -> tuple[float, float]:
     if held.block is not None:
         if _clearly_better(_blended(y, own, v)[:, 0], y[:, 0], truth, weight, held.block[full]):
             return v, 0.0
-        overlapping = held.quarters and len(truth) < 4 * truth.shape[1]
+        overlapping = held.quarters and len(truth) // 4 < truth.shape[1]  # a quarter shorter than a horizon
         return (EQUAL if overlapping and v > 0 else 0.0), 0.0
     if held.errors is not None:
         errors |= {(v, p): error(own_share(held.errors[full], p, v)) for p in POWERS}
