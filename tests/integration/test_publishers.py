@@ -61,9 +61,8 @@ def rd_read(kafka: BrokerInfo, topic: str, until: object, seconds: float = 60) -
     consumer.assign([RdTopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     got: list[object] = []
 
-    def more() -> bool:
-        msg = consumer.poll(0.1)
-        if msg is not None:
+    def more() -> bool:  # every message that has arrived, not one per poll: the wait sleeps between polls
+        for msg in consumer.consume(num_messages=1000, timeout=0.1):
             assert msg.error() is None, msg.error()
             got.append(msg)
         return until(got)  # type: ignore[operator]
