@@ -43,6 +43,11 @@ class ScalerConfig(BaseModel):
         description="each stream's own forecast may also follow a level weight from 0.05 up with a Theta drift "
         "(half the slope of a discounted linear trend of the deseasonalised values) (with seasons or without)",
     )
+    trend: bool = Field(
+        False,
+        description="with drift, each drifted level weight also forecasts with the whole slope (a linear trend, "
+        "as Holt's method), beside the Theta drift's half",
+    )
     smooth_season: float = Field(0.5, gt=0, le=1, description="Holt-Winters seasonal weight gamma (with seasons)")
     seasonal_form: Literal["additive", "multiplicative"] = Field(
         "additive", description="profiles added to the level (any sign) or factors times it (positive series)"

@@ -55,8 +55,12 @@ up, the Theta method's forecast (simple smoothing with drift, as Hyndman and Bil
 be): the same level and profiles, plus half the slope b_t of a straight line fitted to the
 deseasonalised values by least squares discounted over ``ERROR_MEMORY`` horizons or cycles,
 
-    drift_{t,k} = b_t / 2 (k - 1 + (1 - (1 - alpha)^n) / alpha),     n = t + 1 values seen
+    drift_{t,k} = c b_t (k - 1 + (1 - (1 - alpha)^n) / alpha),     n = t + 1 values seen, c = 1/2
     a_{t,k} + drift_{t,k}  (additive),   (l + drift_{t,k}) prod_m F_m  (multiplicative)
+
+and with ``trend`` also c = 1, the whole slope: a linear trend from the line's point now (simple
+smoothing's level trails a line by b (1 / alpha - 1)), as Holt's method extrapolates, which
+trending series with few values (yearly, quarterly) follow better than Theta's half.
 
 Without seasons, ``level_choices`` or ``drift`` still give each stream its own forecast: the same
 recursions with no profiles (simple exponential smoothing, and the Theta method with the drift),
@@ -147,7 +151,7 @@ class Scaler:
                 spec["hw_moments"] = StateEntry((3,), f64)  # sum_s w_s u^i, i = 0, 1, 2
                 spec["hw_trend"] = StateEntry((D, 2), f64)  # sum_s w_s d_s, sum_s w_s u d_s
             if K + D > 1:
-                spec |= self.tracking_spec("hw", K + D)
+                spec |= self.tracking_spec("hw", K + D * len(self.slope_shares))
         return spec
 
     def tracking_spec(self, prefix: str, candidates: int) -> dict[str, StateEntry]:
@@ -201,6 +205,11 @@ class Scaler:
         if not self.config.drift:
             return ()
         return tuple(j for j, a in enumerate(self.level_weights) if a >= MIN_DRIFT_LEVEL)
+
+    @cached_property
+    def slope_shares(self) -> tuple[float, ...]:
+        """The shares c of the slope the drifted weights forecast with: Theta's half, and with ``trend`` the whole."""
+        return (0.5, 1.0) if self.config.trend else (0.5,)
 
     @property
     def smooths(self) -> bool:
@@ -290,26 +299,30 @@ class Scaler:
             return error[:, 0], anchor, anchor, update
         if self.drifted:
             j = self._constant("drifted", self.drifted, t)
-            half_slope, lag, trend = self._drift(deseasonalised[:, j], t, state)
+            slope, lag, trend = self._drift(deseasonalised[:, j], t, state)
             update |= trend
         # Every candidate forecasts only the tracked steps; the full horizon only the first and the chosen one.
         steps = self.tracked_steps
         every_weight = self._constant("every weight", tuple(range(K)), t).expand(B, K)
         ahead, growth = self._forecast(level, rings, now, t, steps, every_weight)  # (B, K, S)
         if self.drifted:
-            drift = half_slope[..., None] * (self._constant("tracked", steps, x) - 1 + lag[..., None])  # (B, D, S)
-            ahead = torch.cat([ahead, ahead[:, j] + (drift if growth is None else drift * growth[:, j])], dim=1)
-        # The candidates: each level weight, then each drifted one.
+            drift = slope[..., None] * (self._constant("tracked", steps, x) - 1 + lag[..., None])  # (B, D, S)
+            drift = drift if growth is None else drift * growth[:, j]
+            ahead = torch.cat([ahead, *(ahead[:, j] + c * drift for c in self.slope_shares)], dim=1)
+        # The candidates: each level weight, then each drifted one at each share of the slope.
         errors, tracked = self.track("hw", x, t, state, ahead)
         update |= tracked
         best = errors.argmin(dim=1, keepdim=True)  # ties (nothing counted yet): the first, the data set's choice
-        chosen = self._constant("candidate weight", (*range(K), *self.drifted), t)[best]  # (B, 1)
+        drifted = self.drifted * len(self.slope_shares)
+        chosen = self._constant("candidate weight", (*range(K), *drifted), t)[best]  # (B, 1)
         forecasts, growth = self._forecast(level, rings, now, t, full, torch.cat([first_weight, chosen], dim=1))
         own = forecasts[:, 1]
         if self.drifted:
-            d = (best[:, 0] - K).clamp(min=0)[:, None]  # the chosen drifted weight, if the choice is one
-            slope = torch.where(best >= K, half_slope.gather(1, d), 0.0)
-            drift = slope * (self._constant("full", full, x) - 1 + lag.gather(1, d))  # (B, H)
+            D = len(self.drifted)
+            i = (best - K).clamp(min=0)  # the chosen drifted candidate, if the choice is one
+            d, share = i % D, self._constant("slope shares", self.slope_shares, x)[i // D]  # its weight, its share
+            drift = torch.where(best >= K, share * slope.gather(1, d), 0.0)
+            drift = drift * (self._constant("full", full, x) - 1 + lag.gather(1, d))  # (B, H)
             own = own + (drift if growth is None else drift * growth[:, 1])
         return error[:, 0], forecasts[:, 0], own, update
 
@@ -377,7 +390,7 @@ class Scaler:
         return growth * chosen, growth
 
     def _drift(self, d: Tensor, t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """The deseasonalised values of the drifted weights (B, D) -> half the slope b_t / 2 and
+        """The deseasonalised values of the drifted weights (B, D) -> the slope b_t and
         the lag (1 - (1 - alpha)^n) / alpha of each (B, D), and the discounted sums' update."""
         lam = 1 - 1 / self.memory
         m0, m1, m2 = state["hw_moments"].unbind(-1)  # time moves on by one: every u becomes u - 1
@@ -390,7 +403,7 @@ class Scaler:
         n = (t + 1).to(d.dtype)[:, None]
         lag = (1 - (1 - alpha) ** n) / alpha  # (B, D): how far simple smoothing's level trails a line
         moments = torch.stack([m0, m1, m2], dim=-1)
-        return slope / 2, lag, {"hw_moments": moments, "hw_trend": torch.stack([sum_d, sum_ud], dim=-1)}
+        return slope, lag, {"hw_moments": moments, "hw_trend": torch.stack([sum_d, sum_ud], dim=-1)}
 
     def sequence(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (B, T) float64 from each series' start -> features (B, T, F) float32, anchor and

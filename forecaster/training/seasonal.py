@@ -40,6 +40,11 @@ ALPHAS = (0.001, 0.01, 0.05, 0.2, 0.5)  # level weights tried (1 would freeze th
 GAMMAS = (0.05, 0.2, 0.5)  # seasonal weights tried
 TOLERANCE = 0.02  # the one-standard-error rule's margin, at most this share of the best score
 LEVEL_CHOICES = (*ALPHAS, 0.8)  # the level weights a stream may choose among (0.8: trending quarterly series)
+# The own forecasts tried without a drift and with one: Theta's half slope or the whole, each
+# stream's choice. Offering the whole slope only where it beat the half on the training data
+# forecast worse on every M1 set than offering it wherever a drift is (OWA of the own forecast
+# alone, series trained alone: quarterly 0.915 against 0.907, yearly 0.957 against 0.948).
+DRIFTS = ({"drift": False, "trend": False}, {"drift": True, "trend": True})
 MIN_SHARE = 0.05  # a level weight is offered to the streams if it forecasts this share of the series best
 MIN_ORIGINS = 4  # the fewest forecast origins a series without seasons is judged on
 MAX_SERIES = 256  # a seeded sample of a wider data set: the weights are global, a sample pins them
@@ -147,8 +152,7 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
     )
     alpha = LEVEL_CHOICES[int(each.mean(axis=1).argmin())]
     candidates = [
-        base.model_copy(update={"smooth_level": alpha, "level_choices": _offered(each), "drift": drift})
-        for drift in (False, True)
+        base.model_copy(update={"smooth_level": alpha, "level_choices": _offered(each), **drift}) for drift in DRIFTS
     ]
     tried = {c: own_errors(c) for c in candidates}
     best = min(tried, key=lambda c: tried[c].mean())
@@ -238,7 +242,7 @@ def choose_seasonal(
     offered = tuple(a for a in _offered(each) if a != alpha)
     alone = float(each[LEVEL_CHOICES.index(alpha)].mean())
     # Then a Theta drift beside those weights, kept where it forecasts better still (trending series).
-    candidates = [chosen.model_copy(update={"level_choices": offered, "drift": drift}) for drift in (False, True)]
+    candidates = [chosen.model_copy(update={"level_choices": offered, **drift}) for drift in DRIFTS]
     tried = {c: float(longer_errors(c).mean()) for c in candidates if Scaler(c, horizon).gives_own_forecast}
     best_own = min(tried, key=tried.__getitem__, default=chosen)
     score = tried.get(best_own, alone)

@@ -54,7 +54,7 @@ def test_lag_features_keep_step_equal_to_sequence(family: str) -> None:
         "power",
     ),  # none; a stream's own forecast (level weights, then a drift too) blended by one share, or its own
     [({}, 0.0), ({"level_choices": (0.05, 0.8)}, 0.0), ({"level_choices": (0.05, 0.8), "drift": True}, 0.0)]
-    + [({"level_choices": (0.05, 0.8), "drift": True}, 2.0)],
+    + [({"level_choices": (0.05, 0.8), "drift": True, "trend": True}, 2.0)],
 )
 def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own: dict, power: float) -> None:
     from forecaster.models import ScalerConfig
@@ -66,7 +66,9 @@ def test_seasonal_state_keeps_step_equal_to_sequence(family: str, form: str, own
         assert (model(x) - stepwise(model, x)).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("own", [{"level_choices": (0.05, 0.8)}, {"level_choices": (0.2,)}, {"drift": True}])
+@pytest.mark.parametrize(
+    "own", [{"level_choices": (0.05, 0.8)}, {"level_choices": (0.2,)}, {"drift": True}, {"drift": True, "trend": True}]
+)
 def test_own_forecasts_without_seasons_keep_step_equal_to_sequence_and_scale(family: str, own: dict) -> None:
     from forecaster.models import ScalerConfig
 
@@ -115,7 +117,7 @@ def test_each_stream_leans_on_the_forecast_that_has_served_it_better(family: str
     assert torch.allclose(huge, torch.tensor([16 / 17, 0.0, 1.0], dtype=torch.float64))  # no overflow, either alone
 
 
-@pytest.mark.parametrize("own", [{}, {"seasons": (3, 7), "level_choices": (0.05, 0.8), "drift": True}])
+@pytest.mark.parametrize("own", [{}, {"seasons": (3, 7), "level_choices": (0.05, 0.8), "drift": True, "trend": True}])
 def test_each_streams_band_keeps_step_equal_to_sequence(family: str, own: dict) -> None:
     from forecaster.models import ScalerConfig
 

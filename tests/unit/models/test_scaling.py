@@ -158,6 +158,22 @@ def test_a_trending_stream_follows_its_drift_and_a_level_one_does_not() -> None:
     assert torch.allclose(scaled, 4.0 * own, rtol=1e-9)  # the slope scales with x: the same choices
 
 
+def test_a_stream_on_a_straight_line_follows_the_whole_slope_when_offered_it() -> None:
+    H, n = 8, 60
+    t = torch.arange(n + H).double()
+    noise = 0.5 * torch.randn(2, n + H, generator=torch.Generator().manual_seed(2)).double()
+    x = torch.stack([100 + 3 * t, 100 + 0 * t]) + noise  # a short trending series, and a level one
+    past, future = x[:, :n], x[:, n:]
+    theta = Scaler(ScalerConfig(smooth_level=0.2, level_choices=(0.5,), drift=True), H)
+    whole = Scaler(ScalerConfig(smooth_level=0.2, level_choices=(0.5,), drift=True, trend=True), H)
+    assert whole.state_spec()["hw_error"].shape == (2 + 2 * 2,)  # each drifted weight, at each share of the slope
+    own0, own = theta.sequence(past)[2], whole.sequence(past)[2]
+    error0, error = ((o[:, -1] - future).abs().mean(dim=1) for o in (own0, own))
+    assert error[0] < 0.3 * error0[0]  # half the slope lags a line by half its rise: the whole follows it
+    assert error[1] < 1.2 * error0[1]  # no trend: nothing much to lose
+    assert torch.allclose(whole.sequence(2.5 * past)[2], 2.5 * own, rtol=1e-9)  # the same choices, scaled
+
+
 def test_no_level_weight_fast_enough_for_a_drift_leaves_the_state_as_it_was() -> None:
     x = seasonal(3, 40)
     plain = Scaler(ScalerConfig(seasons=(3, 6), smooth_level=0.01), 8)

@@ -83,6 +83,7 @@ def test_without_seasons_trending_series_are_offered_their_own_smoothing_and_a_d
     trending = [Series(f"t{i}", t, 100 + (2 + i) * t + rng.normal(0, 3, 40)) for i in range(8)]
     choice = choose_seasonal(trending, ScalerConfig(), horizon=6)
     assert choice.scaler.seasons == () and choice.scaler.drift and choice.per_stream < choice.random_walk
+    assert choice.scaler.trend  # a drift is offered at Theta's half slope and at the whole
     walks = [Series(f"w{i}", t, 100 + np.cumsum(rng.normal(0, 3, 40))) for i in range(8)]
     assert choose_seasonal(walks, ScalerConfig(), horizon=6).scaler == ScalerConfig()
 
@@ -118,5 +119,7 @@ def test_a_drift_is_offered_where_the_series_trend_and_not_where_they_cycle_on_a
     cycle = 30 * np.sin(2 * np.pi * t / 6)
     trending = [Series(f"t{i}", t, 500 + (1 + i) * t + cycle + rng.normal(0, 8, 300)) for i in range(6)]
     level = [Series(f"l{i}", t, 500 + cycle + rng.normal(0, 8, 300)) for i in range(6)]
-    assert choose_seasonal(trending, ScalerConfig(seasons=(6,)), horizon=8).scaler.drift
-    assert not choose_seasonal(level, ScalerConfig(seasons=(6,)), horizon=8).scaler.drift
+    drifting = choose_seasonal(trending, ScalerConfig(seasons=(6,)), horizon=8).scaler
+    assert drifting.drift and drifting.trend
+    flat = choose_seasonal(level, ScalerConfig(seasons=(6,)), horizon=8).scaler
+    assert not flat.drift and not flat.trend
