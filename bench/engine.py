@@ -236,6 +236,20 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
         "blend": 0.15,
         "blend_power": 2.0,
     },
+    **{  # and the drift at the whole slope beside Theta's half (``trend``): what training offers with a drift now
+        f"multiplicative, 4 level weights + drift at both slopes{extra}": {
+            "scaler": ScalerConfig(
+                seasons=(24, 168),
+                seasonal_form="multiplicative",
+                level_choices=(0.01, 0.05, 0.2),
+                drift=True,
+                trend=True,
+            ),
+            "blend": 0.15,
+            **power,
+        }
+        for extra, power in (("", {}), (", a share per stream", {"blend_power": 2.0}))
+    },
     **{
         f"multiplicative, {k} members": {
             "scaler": ScalerConfig(seasons=(24, 168), seasonal_form="multiplicative"),
