@@ -18,7 +18,8 @@ taken. Then the streams are offered their own level weights among ``LEVEL_CHOICE
 (``ScalerConfig.level_choices``: each stream also forecasts with the weight it forecasts best,
 for the model to blend with the network's forecast): offered where that forecast beats the
 chosen weight's, as on business series that differ in how fast their level moves; and beside
-them a Theta drift (``ScalerConfig.drift``), where it forecasts better still, as on trending ones.
+them a drift (``ScalerConfig.drift``: Theta's half slope, and with ``trend`` the whole), where it
+forecasts better still, as on trending ones.
 Where no season is kept (or none is a candidate: yearly data), the same own forecasts are offered
 without profiles where they beat the random walk, the anchor then (``_without_seasons``); one
 short series, judged on the few origins it has, must beat it by a standard error.
@@ -241,7 +242,8 @@ def choose_seasonal(
     each = np.stack([longer_errors(chosen.model_copy(update={"smooth_level": a})) for a in LEVEL_CHOICES])
     offered = tuple(a for a in _offered(each) if a != alpha)
     alone = float(each[LEVEL_CHOICES.index(alpha)].mean())
-    # Then a Theta drift beside those weights, kept where it forecasts better still (trending series).
+    # Then a drift beside those weights (Theta's half slope and the whole), kept where it forecasts
+    # better still (trending series).
     candidates = [chosen.model_copy(update={"level_choices": offered, **drift}) for drift in DRIFTS]
     tried = {c: float(longer_errors(c).mean()) for c in candidates if Scaler(c, horizon).gives_own_forecast}
     best_own = min(tried, key=tried.__getitem__, default=chosen)
