@@ -223,31 +223,20 @@ STATES = {  # per-stream state kinds an M4 Hourly model carries (horizon 48), ag
         }
         for choices in ((0.01, 0.05, 0.2), LEVEL_CHOICES[1:])
     },
-    "multiplicative, 4 level weights + drift": {  # what M4 Hourly's training data now offers
-        "scaler": ScalerConfig(
-            seasons=(24, 168), seasonal_form="multiplicative", level_choices=(0.01, 0.05, 0.2), drift=True
-        ),
-        "blend": 0.15,
-    },
-    "multiplicative, 4 level weights + drift, a share per stream": {  # and the network weighed per stream
-        "scaler": ScalerConfig(
-            seasons=(24, 168), seasonal_form="multiplicative", level_choices=(0.01, 0.05, 0.2), drift=True
-        ),
-        "blend": 0.15,
-        "blend_power": 2.0,
-    },
-    **{  # and the drift at the whole slope beside Theta's half (``trend``): what training offers with a drift now
-        f"multiplicative, 4 level weights + drift at both slopes{extra}": {
+    **{  # what M4 Hourly's training data offers: a drift (Theta's half slope; with ``trend`` the whole beside
+        # it, as training now offers), the network weighed by one share or per stream
+        f"multiplicative, 4 level weights + drift{' at both slopes' if trend else ''}{extra}": {
             "scaler": ScalerConfig(
                 seasons=(24, 168),
                 seasonal_form="multiplicative",
                 level_choices=(0.01, 0.05, 0.2),
                 drift=True,
-                trend=True,
+                trend=trend,
             ),
             "blend": 0.15,
             **power,
         }
+        for trend in (False, True)
         for extra, power in (("", {}), (", a share per stream", {"blend_power": 2.0}))
     },
     **{
