@@ -22,7 +22,8 @@ them a drift (``ScalerConfig.drift``: Theta's half slope, and with ``trend`` the
 forecasts better still, as on trending ones.
 Where no season is kept (or none is a candidate: yearly data), the same own forecasts are offered
 without profiles where they beat the random walk, the anchor then (``_without_seasons``); one
-short series, judged on the few origins it has, must beat it by a standard error.
+short series, judged on the few origins it has, must beat it by a standard error, and one too
+short to judge gets them all, for each stream to choose among as it is served.
 """
 
 from __future__ import annotations
@@ -141,7 +142,12 @@ def _without_seasons(series: list[Series], base: ScalerConfig, horizon: int, see
     # years trained alone was otherwise left to the random walk unjudged.
     usable = _sample(long or [s for s in series if len(s) >= horizon + MIN_ORIGINS], seed)
     if not usable:
-        return SeasonalChoice(base, {}, float("nan"), float("nan"))
+        # Too short to judge: every own forecast is offered, each stream choosing by its own tracked
+        # errors as it is served. The random walk (none offered) left such series to the network
+        # alone: the own forecast alone on 40 M1 yearly series of 14-58 values trained one at a
+        # time (13 too short to judge) scored OWA 0.948, and 0.829 with all of them offered.
+        unjudged = {"smooth_level": UNJUDGED_LEVEL, "level_choices": LEVEL_CHOICES, **DRIFTS[-1]}
+        return SeasonalChoice(base.model_copy(update=unjudged), {}, float("nan"), float("nan"))
     x, lengths = _tails(usable, span + horizon + Scaler(base, horizon).memory)
 
     def own_errors(config: ScalerConfig) -> np.ndarray:

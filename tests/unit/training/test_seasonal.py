@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from forecaster.data import Series
 from forecaster.models import ScalerConfig
+from forecaster.models.scaling import Scaler
 from forecaster.training.seasonal import ALPHAS, GAMMAS, LEVEL_CHOICES, TOLERANCE, UNJUDGED_LEVEL, choose_seasonal
 from tests.conftest import random_walks
 from tests.unit.training.test_train import seasonal_series
@@ -101,8 +103,16 @@ def test_one_short_series_without_seasons_is_judged_on_the_origins_it_has_and_mu
     # A chance gain on 14 origins is not taken: most random walks keep it (without the standard
     # error, 16 of these 40 did).
     assert sum(c.scaler == ScalerConfig() for c in walks) > len(walks) / 2
-    too_short = [Series("s", t[:21], 100 + 3 * t[:21])]  # fewer than MIN_ORIGINS origins
-    assert choose_seasonal(too_short, ScalerConfig(), horizon=18).scaler == ScalerConfig()
+
+
+def test_one_series_too_short_to_judge_is_offered_every_own_forecast_and_chooses_as_it_is_served() -> None:
+    t = np.arange(9.0)  # a yearly series of 15 values less 6 held out: fewer than 6 + MIN_ORIGINS
+    offered = choose_seasonal([Series("s", t, 100 + 3 * t)], ScalerConfig(), horizon=6).scaler
+    assert offered.level_choices == LEVEL_CHOICES and offered.drift and offered.trend
+    assert offered.smooth_level == UNJUDGED_LEVEL and offered.seasons == ()
+    line = torch.tensor(100 + 3 * np.arange(15.0))[None]
+    own = Scaler(offered, 6).sequence(line)[2][0, -1]  # served: it chose the whole slope on its own errors
+    torch.testing.assert_close(own, 100 + 3 * torch.arange(15.0, 21.0, dtype=torch.float64))
 
 
 def test_one_weight_that_serves_every_series_is_kept_alone() -> None:
