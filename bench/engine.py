@@ -254,7 +254,7 @@ COMPILED = (
     "plain",
     "multiplicative 24+168",
     "multiplicative 24+168, each stream's band",
-    "multiplicative, 4 level weights + drift, a share per stream",
+    "multiplicative, 4 level weights + drift at both slopes, a share per stream",
 )
 
 
