@@ -12,7 +12,8 @@ Finally two scalars are fitted on the same held-out forecasts: the share of the 
 forecast blended with the network's (``fit_blend``; their own Holt-Winters forecasts where they
 carry them, ``ScalerConfig.level_choices``, else the anchor itself, which pulls the network's
 forecast towards it where it forecasts better, as on a single short seasonal series); then the
-spread of the quantiles around the point forecast, so that the 0.1–0.9 band covers its nominal share.
+spread of the quantiles around the point forecast, so that the 0.1–0.9 band covers its nominal share
+of new values (``calibration_target``: a little more of the held-out span where it is short).
 """
 
 from __future__ import annotations
@@ -248,6 +249,15 @@ def _blended(y: Tensor, own: Tensor, share: Tensor | float) -> Tensor:
     return (1 - v) * y + v * own[:, None, :]
 
 
+def calibration_target(nominal: float, forecasts: int) -> float:
+    """The coverage a band is calibrated to on ``forecasts`` held-out forecasts: split conformal's
+    finite-sample correction, nominal (n + 1) / n, at most 1. A band fitted to exactly its nominal
+    share of a few forecasts covers less of new ones: one short series holds out 6-30 (40 M1
+    quarterly series trained alone, GRU test coverage 0.61 at 0.80, 0.69 with it; on a data set
+    of many series it is the nominal share to the third digit)."""
+    return min(1.0, nominal * (forecasts + 1) / forecasts)
+
+
 def calibrate_interval(y: Tensor, target: Tensor, coverage: float) -> float:
     """The spread factor of ``widen`` (as ``read_out`` applies it) after which the outer band
     covers ``coverage`` of the held-out truths: a bisection on log c (coverage grows with c).
@@ -386,7 +396,7 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
     if held.own is not None:
         blend, power = fit_blend(held)
         y = _blended(y, held.own, own_share(held.errors, power, blend) if power and held.errors is not None else blend)
-    scale = calibrate_interval(y, t, c.quantiles[-1] - c.quantiles[0])
+    scale = calibrate_interval(y, t, calibration_target(c.quantiles[-1] - c.quantiles[0], len(t)))
     fitted = {"blend": blend, "blend_power": power, "interval_scale": scale}
     # Where the streams' own forecasts go unused, no state for them (the network's inputs are the same).
     if not blend and not power:

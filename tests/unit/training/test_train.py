@@ -21,6 +21,7 @@ from forecaster.training.trainer import (
     _validation_outputs,
     _validation_sample,
     calibrate_interval,
+    calibration_target,
     default_validation,
     fit_blend,
 )
@@ -102,9 +103,11 @@ def test_an_ensembles_members_are_the_single_models_of_their_seeds() -> None:
     assert all(torch.equal(member[k], v) for k, v in second.core.state_dict().items())
 
 
-def test_calibration_hits_the_nominal_coverage_on_validation() -> None:
+def test_calibration_hits_the_nominal_coverage_on_validation_corrected_for_few_forecasts() -> None:
     model, report = train(seasonal_series(), ModelConfig(family="rnn", **TINY), FAST, progress=False)
-    assert abs(report.validation["coverage"] - 0.8) < 0.01
+    target = calibration_target(0.8, 6 * FAST.validation)  # 144 held-out forecasts: 0.8056
+    assert target == pytest.approx(0.8 * 145 / 144)
+    assert abs(report.validation["coverage"] - target) < 0.01
     assert model.config.interval_scale == pytest.approx(report.validation["interval_scale"], abs=1e-4)
 
 
@@ -270,6 +273,13 @@ def test_validation_tracks_each_streams_errors_as_the_served_model_does() -> Non
     assert held.errors is not None and bool((served > 0).all())
     ratio = held.errors[:, 0] / held.errors[:, 1]  # in other units (MASE's), so compared as ratios: the shares
     assert torch.allclose(ratio, served[:, 0] / served[:, 1], rtol=1e-4)
+
+
+def test_a_band_fitted_on_few_forecasts_aims_wider_and_on_many_at_its_nominal_share() -> None:
+    assert calibration_target(0.8, 9) == pytest.approx(0.8 * 10 / 9)  # one short quarterly series
+    assert calibration_target(0.8, 3) == 1.0  # never beyond every forecast
+    assert calibration_target(0.8, 100_000) == pytest.approx(0.8, abs=1e-5)
+    assert calibration_target(0.8, 9) > calibration_target(0.8, 30) > calibration_target(0.8, 512) > 0.8
 
 
 def test_the_reported_coverage_is_the_calibrated_models_and_validation_is_sampled_on_wide_sets() -> None:
