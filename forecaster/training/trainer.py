@@ -251,7 +251,7 @@ def _blended(y: Tensor, own: Tensor, share: Tensor | float) -> Tensor:
 
 def calibration_target(nominal: float, forecasts: int) -> float:
     """The coverage a band is calibrated to on ``forecasts`` held-out forecasts: split conformal's
-    finite-sample correction, nominal (n + 1) / n, at most 1. A band fitted to exactly its nominal
+    finite-sample correction, nominal × (n + 1) / n, at most 1. A band fitted to exactly its nominal
     share of a few forecasts covers less of new ones: one short series holds out 6-30 (40 M1
     quarterly series trained alone, GRU test coverage 0.61 at 0.80, 0.69 with it; on a data set
     of many series it is the nominal share to the third digit)."""
