@@ -396,7 +396,8 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
     if held.own is not None:
         blend, power = fit_blend(held)
         y = _blended(y, held.own, own_share(held.errors, power, blend) if power and held.errors is not None else blend)
-    scale = calibrate_interval(y, t, calibration_target(c.quantiles[-1] - c.quantiles[0], len(t)))
+    target = calibration_target(c.quantiles[-1] - c.quantiles[0], len(t))
+    scale = calibrate_interval(y, t, target)
     fitted = {"blend": blend, "blend_power": power, "interval_scale": scale}
     # Where the streams' own forecasts go unused, no state for them (the network's inputs are the same).
     if not blend and not power:
@@ -409,6 +410,7 @@ def _calibrated(model: ForecastModel, held: _Held, calibrate: bool) -> tuple[For
         "loss_blended": round(float(horizon_loss(y, t, c.quantiles)), 5),
         "interval_scale": round(scale, 4),
         "coverage": round(_band_coverage(_spread(y, scale), t), 4),
+        "coverage_target": round(target, 4),
     }
     return calibrated.eval(), report
 

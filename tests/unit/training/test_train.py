@@ -108,6 +108,7 @@ def test_calibration_hits_the_nominal_coverage_on_validation_corrected_for_few_f
     target = calibration_target(0.8, 6 * FAST.validation)  # 144 held-out forecasts: 0.8056
     assert target == pytest.approx(0.8 * 145 / 144)
     assert abs(report.validation["coverage"] - target) < 0.01
+    assert report.validation["coverage_target"] == round(target, 4)
     assert model.config.interval_scale == pytest.approx(report.validation["interval_scale"], abs=1e-4)
 
 
