@@ -8,7 +8,15 @@ import torch
 from forecaster.data import Series
 from forecaster.models import ScalerConfig
 from forecaster.models.scaling import Scaler
-from forecaster.training.seasonal import ALPHAS, GAMMAS, LEVEL_CHOICES, TOLERANCE, UNJUDGED_LEVEL, choose_seasonal
+from forecaster.training.seasonal import (
+    ALPHAS,
+    GAMMAS,
+    LEVEL_CHOICES,
+    TOLERANCE,
+    UNJUDGED_LEVEL,
+    SeasonalChoice,
+    choose_seasonal,
+)
 from tests.conftest import random_walks
 from tests.unit.training.test_train import seasonal_series
 
@@ -24,6 +32,25 @@ def test_a_cycle_in_the_data_is_kept_with_weights_from_the_grid() -> None:
         min(choice.scores.values()),
     )
     assert picked <= min(best * (1 + TOLERANCE), choice.level, choice.random_walk)  # smoother, but hardly worse
+
+
+def test_one_series_takes_its_best_weights_where_a_set_takes_the_smoothest_within_the_margin() -> None:
+    def picked_and_best(choice: SeasonalChoice) -> tuple[tuple, float, float]:
+        c = choice.scaler
+        key = (c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)
+        return key, choice.scores[key], min(choice.scores.values())
+
+    base = ScalerConfig(seasons=(12,))
+    _, picked, best = picked_and_best(choose_seasonal(seasonal_series(n=6, length=100, seed=0), base, horizon=8))
+    assert best < picked <= best * (1 + TOLERANCE)  # a set: smoother weights, hardly worse
+    one = choose_seasonal(seasonal_series(n=1, length=100, seed=3), base, horizon=8)
+    key, picked, best = picked_and_best(one)
+    assert picked == best
+    order = (key[1] != "multiplicative", key[2], key[3])  # how the margin ranks smoothness
+    smoother = [
+        k for k, v in one.scores.items() if v <= best * (1 + TOLERANCE) and (k[1] != "multiplicative", *k[2:]) < order
+    ]
+    assert smoother  # within the margin there were smoother weights, which it no longer trades accuracy for
 
 
 def test_a_cycle_on_a_steep_trend_is_kept_though_the_last_value_beats_every_smoothed_anchor() -> None:
