@@ -25,15 +25,25 @@ SERVE = [sys.executable, "-m", "workers.cli", "serve"]  # `forecaster serve`, fr
 KAFKA_CLIENT_RECORD = re.compile(r"^\S+ \S+ kafka\.\S+ [A-Z]+ ")  # a log line of kafka-python itself
 
 
+# The lines that join a chained exception's traceback to the one above it, in one log record.
+CHAINED = (
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+
+
 def tracebacks(log: str) -> list[str]:
     """The line before each traceback in a worker's log, less those kafka-python logs for an error
     it caught itself: its network layer logs a race when a client closes (3.0.12: "Error receiving
-    network data closing socket", the socket already gone) and carries on."""
+    network data closing socket" or "Unhandled exception in task", the socket already gone) and
+    carries on. A chained exception's traceback belongs to the record of the one above it."""
     lines = log.splitlines()
     return [
         lines[i - 1] if i else ""
         for i, line in enumerate(lines)
-        if line.startswith("Traceback") and not (i and KAFKA_CLIENT_RECORD.match(lines[i - 1]))
+        if line.startswith("Traceback")
+        and not (i >= 2 and lines[i - 2] in CHAINED)
+        and not (i and KAFKA_CLIENT_RECORD.match(lines[i - 1]))
     ]
 
 
