@@ -21,25 +21,23 @@ from tests.conftest import random_walks
 from tests.unit.training.test_train import seasonal_series
 
 
+def picked_and_best(choice: SeasonalChoice) -> tuple[tuple, float, float]:
+    """The chosen (seasons, form, alpha, gamma), its anchor score and the best score of the grid."""
+    c = choice.scaler
+    key = (c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)
+    return key, choice.scores[key], min(choice.scores.values())
+
+
 def test_a_cycle_in_the_data_is_kept_with_weights_from_the_grid() -> None:
     choice = choose_seasonal(seasonal_series(length=400), ScalerConfig(seasons=(12, 36)), horizon=8)
     assert choice.scaler.seasons[0] == 12  # the 12-step cycle is there; 36 may or may not help
     assert choice.scaler.smooth_level in ALPHAS and choice.scaler.smooth_season in GAMMAS
     assert min(choice.scores.values()) < 0.5 * choice.random_walk  # repeating the cycle beats the last value
-    c = choice.scaler
-    picked, best = (
-        choice.scores[(c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)],
-        min(choice.scores.values()),
-    )
+    _, picked, best = picked_and_best(choice)
     assert picked <= min(best * (1 + TOLERANCE), choice.level, choice.random_walk)  # smoother, but hardly worse
 
 
 def test_one_series_takes_its_best_weights_where_a_set_takes_the_smoothest_within_the_margin() -> None:
-    def picked_and_best(choice: SeasonalChoice) -> tuple[tuple, float, float]:
-        c = choice.scaler
-        key = (c.seasons, c.seasonal_form, c.smooth_level, c.smooth_season)
-        return key, choice.scores[key], min(choice.scores.values())
-
     base = ScalerConfig(seasons=(12,))
     _, picked, best = picked_and_best(choose_seasonal(seasonal_series(n=6, length=100, seed=0), base, horizon=8))
     assert best < picked <= best * (1 + TOLERANCE)  # a set: smoother weights, hardly worse
