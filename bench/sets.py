@@ -181,9 +181,9 @@ def _vega(wheels: Path, out: Path) -> None:
             streams = [c for c in table.columns if c != time and c not in skipped]
             frame = table.melt(id_vars=time, value_vars=streams, var_name="stream", value_name="value")
             frame = frame.rename(columns={time: "ts"})[["stream", "ts", "value"]]
-            groups = [g for _, g in frame.groupby("stream")]
-            for part, rows in (("train", [g.iloc[:-held] for g in groups]), ("test", [g.iloc[-held:] for g in groups])):
-                pd.concat(rows).to_csv(out / f"vega-{name}-{part}.csv", index=False)
+            by_stream = frame.groupby("stream")
+            for part, rows in (("train", by_stream.head(-held)), ("test", by_stream.tail(held))):
+                rows.to_csv(out / f"vega-{name}-{part}.csv", index=False)
             print(f"vega-{name}: {len(streams)} series of {len(table)}, the last {held} held out")
 
 
